@@ -1,0 +1,171 @@
+//! `cargo xtask bench`: validates the request, then runs warm-up and measured
+//! repetitions of every case (order shuffled per repetition with a recorded seed),
+//! writing each result as it lands, and returns the summary.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use indicatif::{ProgressBar, ProgressStyle};
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+
+use crate::brokers::Driver;
+use crate::harness::Harness;
+use crate::output::{self, RunDir};
+use crate::profile::Profile;
+use crate::result::RunResult;
+use crate::run::{self, RunRequest};
+use crate::scenario::{self, Case};
+use crate::systems::System;
+use crate::table::{self, SummaryRow};
+
+/// What the user asked for, unvalidated (names as typed).
+#[derive(Debug, Clone, Default)]
+pub struct BenchRequest {
+    pub profile: String,
+    pub scenarios: Vec<String>,
+    pub systems: Vec<String>,
+    pub drivers: Vec<String>,
+    pub seed: Option<u64>,
+}
+
+/// A validated request: the profile and the cases to run.
+#[derive(Debug, Clone)]
+pub struct BenchPlan {
+    pub profile: Profile,
+    pub cases: Vec<Case>,
+    pub seed: u64,
+}
+
+impl BenchPlan {
+    /// Checks every name (clear errors listing valid ones) before anything is provisioned.
+    pub fn new(root: &Path, request: &BenchRequest, cpus: u32) -> Result<BenchPlan> {
+        let profile = Profile::load(root, &request.profile)?;
+        let systems = request.systems.iter().map(|s| System::parse(s)).collect::<Result<Vec<_>>>()?;
+        let drivers = match request.drivers.is_empty() {
+            true => Driver::ALL.to_vec(),
+            false => request.drivers.iter().map(|d| Driver::parse(d)).collect::<Result<Vec<_>>>()?,
+        };
+        let scenarios: Vec<&str> = match request.scenarios.is_empty() {
+            true => scenario::NAMES.to_vec(),
+            false => request.scenarios.iter().map(|s| scenario::check_name(s)).collect::<Result<Vec<_>>>()?,
+        };
+        let mut cases = Vec::new();
+        for name in scenarios {
+            for &driver in &drivers {
+                cases.extend(
+                    scenario::cases(&profile, name, driver, cpus)?
+                        .into_iter()
+                        .filter(|c| systems.is_empty() || systems.contains(&c.variant.system)),
+                );
+            }
+        }
+        if cases.is_empty() {
+            bail!("the selection matches no case");
+        }
+        let seed = request.seed.or(profile.seed).unwrap_or_else(|| rand::thread_rng().gen());
+        Ok(BenchPlan { profile, cases, seed })
+    }
+
+    pub fn total_runs(&self) -> u64 {
+        self.cases.len() as u64 * u64::from(self.profile.warmup + self.profile.repetitions)
+    }
+}
+
+pub struct BenchOutcome {
+    pub run_dir: PathBuf,
+    pub results: Vec<RunResult>,
+    pub rows: Vec<SummaryRow>,
+    pub failures: Vec<String>,
+}
+
+/// Runs the plan, writing into `results_root/<timestamp>-<profile>/`.
+pub fn execute(h: &Harness, plan: &BenchPlan, results_root: &Path) -> Result<BenchOutcome> {
+    let _measuring = measurement_lock(true, Duration::from_secs(3600))?;
+    let stamp = time::OffsetDateTime::now_utc()
+        .format(time::macros::format_description!("[year][month][day]-[hour][minute][second]"))?;
+    let dir_id = format!("{stamp}-{}", plan.profile.name);
+    let run_dir = RunDir::create(results_root, &dir_id)?;
+
+    let bar = ProgressBar::new(plan.total_runs());
+    bar.set_style(
+        ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} runs  {msg}")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    let mut results = Vec::new();
+    let mut failures = Vec::new();
+    let rounds = plan.profile.warmup + plan.profile.repetitions;
+    for round in 0..rounds {
+        let warmup = round < plan.profile.warmup;
+        let repetition = if warmup { round } else { round - plan.profile.warmup };
+        let mut order: Vec<&Case> = plan.cases.iter().collect();
+        order.shuffle(&mut rand::rngs::StdRng::seed_from_u64(plan.seed.wrapping_add(u64::from(round))));
+        for (position, case) in order.into_iter().enumerate() {
+            let label = format!("{}{} rep {repetition}", case.label(), if warmup { " (warm-up)" } else { "" });
+            let request = RunRequest {
+                case,
+                profile_name: &plan.profile.name,
+                run_id: RunRequest::new_run_id(case, repetition) + if warmup { "-warmup" } else { "" },
+                repetition,
+                warmup,
+                order_seed: plan.seed,
+                position: position as u32,
+                timeout: Duration::from_secs(plan.profile.run_timeout_secs),
+                stall: Duration::from_secs(plan.profile.stall_timeout_secs),
+                sample_interval: Duration::from_millis(plan.profile.sample_interval_ms),
+                extra_worker_env: Vec::new(),
+            };
+            let started = Instant::now();
+            let mut show = |done: u64| bar.set_message(format!("{label}: {done}/{} tasks", case.task_count));
+            match run::run_once(h, &request, &mut show) {
+                Ok(out) => {
+                    run_dir.write_run(&out.result)?;
+                    if !warmup {
+                        run_dir.write_histogram(&out.result.benchmark_id, &out.histograms.end_to_end)?;
+                    }
+                    bar.println(format!(
+                        "{label}: {:.0} tasks/s, enqueue {:.0}/s, {:.1}s{}",
+                        out.result.metrics.throughput_tasks_per_sec,
+                        out.result.metrics.enqueue_rate_per_sec,
+                        started.elapsed().as_secs_f64(),
+                        if out.result.errors.is_empty() { String::new() } else { format!(" — {}", out.result.errors.join("; ")) }
+                    ));
+                    results.push(out.result);
+                }
+                Err(e) => {
+                    bar.println(format!("{label}: FAILED: {e:#}"));
+                    failures.push(format!("{label}: {e:#}"));
+                }
+            }
+            bar.inc(1);
+        }
+    }
+    bar.finish_and_clear();
+    let rows = table::summarize(&results);
+    let environment = results.first().map(|r| &r.environment);
+    run_dir.write_summary(&output::summary_json(&dir_id, &plan.profile.name, plan.seed, &rows, &failures, environment))?;
+    Ok(BenchOutcome { run_dir: run_dir.path, results, rows, failures })
+}
+
+/// Measuring runs take the lock exclusively so they never overlap on a small machine;
+/// correctness-only runs take it shared. Waits at most `limit`.
+pub fn measurement_lock(exclusive: bool, limit: Duration) -> Result<File> {
+    let dir = std::env::temp_dir().join("tasq-bench-locks");
+    std::fs::create_dir_all(&dir)?;
+    let path = dir.join("measurement.lock");
+    let file = File::create(&path).with_context(|| format!("creating {}", path.display()))?;
+    let deadline = Instant::now() + limit;
+    loop {
+        let got = if exclusive { file.try_lock() } else { file.try_lock_shared() };
+        if got.is_ok() {
+            return Ok(file);
+        }
+        if Instant::now() > deadline {
+            bail!("another benchmark held {} for {limit:?}; wait for it to finish", path.display());
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}

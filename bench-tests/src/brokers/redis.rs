@@ -1,0 +1,236 @@
+//! Redis: found in the order BENCH_REDIS_URL, testcontainers (after a Docker ping),
+//! 127.0.0.1:6379, a `redis-server` binary on a free port; each run gets its own database.
+
+use std::fs::File;
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+use testcontainers::runners::SyncRunner;
+use testcontainers::{Container, ImageExt};
+use testcontainers_modules::redis::Redis as RedisImage;
+
+use super::{docker, redact_url, BrokerInfo, Driver};
+use crate::procs::ManagedChild;
+
+pub const ENV_URL: &str = "BENCH_REDIS_URL";
+pub const DEFAULT_URL: &str = "redis://127.0.0.1:6379";
+pub const IMAGE_TAG: &str = "7.4.2";
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// Set in every database the harness owns, so it never flushes someone else's data.
+const OWNER_KEY: &str = "tasq-bench:owner";
+
+/// A Redis server for the harness's runs, and whatever it started to get one.
+pub struct RedisBroker {
+    pub info: BrokerInfo,
+    base_url: String,
+    _container: Option<Container<RedisImage>>,
+    _server: Option<(ManagedChild, tempfile::TempDir)>,
+}
+
+impl RedisBroker {
+    pub fn provide(progress: &mut dyn FnMut(&str)) -> Result<RedisBroker> {
+        let mut tried = Vec::new();
+        if let Ok(url) = std::env::var(ENV_URL) {
+            let base = base_url(&url);
+            let version = ping(&base)
+                .map_err(|e| anyhow!("Redis at {} (from {ENV_URL}) is unreachable: {e:#}. Check the URL or unset {ENV_URL} to let the harness find or start one.", redact_url(&url)))?;
+            return Ok(Self::found(ENV_URL.into(), base, version));
+        }
+        tried.push(format!("{ENV_URL} (not set)"));
+
+        if docker::daemon_answers(Duration::from_secs(2)) {
+            progress(&format!("starting redis:{IMAGE_TAG} with testcontainers"));
+            match start_container() {
+                Ok((container, base)) => {
+                    let version = ping(&base)?;
+                    let mut broker = Self::found(format!("testcontainers redis:{IMAGE_TAG}"), base, version);
+                    broker._container = Some(container);
+                    return Ok(broker);
+                }
+                Err(e) => tried.push(format!("testcontainers redis:{IMAGE_TAG} ({e:#})")),
+            }
+        } else {
+            tried.push(format!("testcontainers (no Docker daemon answered at {})", docker::daemon_address()));
+        }
+
+        match ping(DEFAULT_URL) {
+            Ok(version) => return Ok(Self::found(format!("local {}", &DEFAULT_URL[8..]), DEFAULT_URL.into(), version)),
+            Err(e) => tried.push(format!("{DEFAULT_URL} ({e:#})")),
+        }
+
+        match start_local_server(progress) {
+            Ok((child, dir, base)) => {
+                let version = ping(&base)?;
+                let port = base.rsplit(':').next().unwrap_or("?").to_string();
+                let mut broker = Self::found(format!("redis-server on port {port}"), base, version);
+                broker._server = Some((child, dir));
+                return Ok(broker);
+            }
+            Err(e) => tried.push(format!("redis-server binary ({e:#})")),
+        }
+        bail!(
+            "no Redis server available. Tried:\n  - {}\nSet {ENV_URL}=redis://host:port, start Docker, or install redis-server.",
+            tried.join("\n  - ")
+        )
+    }
+
+    fn found(source: String, base_url: String, server_version: String) -> RedisBroker {
+        RedisBroker {
+            info: BrokerInfo { driver: Driver::Redis, source, url: redact_url(&base_url), server_version },
+            base_url,
+            _container: None,
+            _server: None,
+        }
+    }
+
+    /// A flushed database of its own for one run, locked against concurrent runs.
+    pub fn namespace(&self) -> Result<RedisNamespace> {
+        let lock_dir = std::env::temp_dir().join("tasq-bench-locks");
+        std::fs::create_dir_all(&lock_dir)?;
+        let server_key: String = self.base_url.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect();
+        let mut foreign = Vec::new();
+        // Database 0 is left alone: it is where other users of a shared server keep data.
+        for db in 1..=15u8 {
+            let lock_path: PathBuf = lock_dir.join(format!("{server_key}-db{db}.lock"));
+            let lock = File::create(&lock_path).with_context(|| format!("creating {}", lock_path.display()))?;
+            if lock.try_lock().is_err() {
+                continue;
+            }
+            let namespace = RedisNamespace { base_url: self.base_url.clone(), db, _lock: lock };
+            let mut conn = namespace.connection()?;
+            let size: u64 = redis::cmd("DBSIZE").query(&mut conn)?;
+            let owned: bool = redis::cmd("EXISTS").arg(OWNER_KEY).query(&mut conn)?;
+            if size > 0 && !owned {
+                foreign.push(db);
+                continue;
+            }
+            namespace.flush()?;
+            return Ok(namespace);
+        }
+        bail!(
+            "no free Redis database on {}: databases {foreign:?} hold data the harness did not write and the rest are in use by other runs. Point {ENV_URL} at a dedicated server.",
+            redact_url(&self.base_url)
+        )
+    }
+}
+
+/// One run's database on the broker.
+pub struct RedisNamespace {
+    base_url: String,
+    pub db: u8,
+    _lock: File,
+}
+
+impl RedisNamespace {
+    /// Server URL without database, as AsyncTasQ's ASYNCTASQ_REDIS_URL wants it.
+    pub fn server_url(&self) -> &str {
+        &self.base_url
+    }
+
+    /// Full URL with the database, as Celery's broker URL wants it.
+    pub fn url(&self) -> String {
+        format!("{}/{}", self.base_url, self.db)
+    }
+
+    pub fn connection(&self) -> Result<redis::Connection> {
+        connect(&self.url())
+    }
+
+    pub fn flush(&self) -> Result<()> {
+        let mut conn = self.connection()?;
+        redis::pipe().cmd("FLUSHDB").cmd("SET").arg(OWNER_KEY).arg("tasq-bench").query::<()>(&mut conn)?;
+        Ok(())
+    }
+
+    /// Length of a list key (a queue's depth for both systems on Redis).
+    pub fn list_len(&self, key: &str) -> Result<u64> {
+        Ok(redis::cmd("LLEN").arg(key).query(&mut self.connection()?)?)
+    }
+}
+
+impl Drop for RedisNamespace {
+    fn drop(&mut self) {
+        // Leave nothing behind but the owner marker.
+        let _ = self.flush();
+    }
+}
+
+/// `redis://host:port/3` -> `redis://host:port`.
+fn base_url(url: &str) -> String {
+    let trimmed = url.trim_end_matches('/');
+    match trimmed.rsplit_once('/') {
+        Some((head, db)) if !head.ends_with('/') && db.chars().all(|c| c.is_ascii_digit()) => head.to_string(),
+        _ => trimmed.to_string(),
+    }
+}
+
+fn connect(url: &str) -> Result<redis::Connection> {
+    let client = redis::Client::open(url).with_context(|| format!("invalid Redis URL {}", redact_url(url)))?;
+    let conn = client
+        .get_connection_with_timeout(CONNECT_TIMEOUT)
+        .with_context(|| format!("connecting to {} (timeout {CONNECT_TIMEOUT:?})", redact_url(url)))?;
+    conn.set_read_timeout(Some(Duration::from_secs(10)))?;
+    conn.set_write_timeout(Some(Duration::from_secs(10)))?;
+    Ok(conn)
+}
+
+/// PINGs the server and returns its version.
+fn ping(url: &str) -> Result<String> {
+    let mut conn = connect(url)?;
+    let info: String = redis::cmd("INFO").arg("server").query(&mut conn)?;
+    Ok(info
+        .lines()
+        .find_map(|l| l.strip_prefix("redis_version:"))
+        .unwrap_or("unknown")
+        .trim()
+        .to_string())
+}
+
+fn start_container() -> Result<(Container<RedisImage>, String)> {
+    let container = RedisImage::default().with_tag(IMAGE_TAG).start()?;
+    let port = container.get_host_port_ipv4(6379)?;
+    Ok((container, format!("redis://127.0.0.1:{port}")))
+}
+
+fn start_local_server(progress: &mut dyn FnMut(&str)) -> Result<(ManagedChild, tempfile::TempDir, String)> {
+    let dir = tempfile::tempdir()?;
+    let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    progress(&format!("starting redis-server on 127.0.0.1:{port}"));
+    let mut child = ManagedChild::spawn(
+        "redis-server",
+        Command::new("redis-server")
+            .args(["--bind", "127.0.0.1", "--port", &port.to_string(), "--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(dir.path()),
+        dir.path(),
+    )?;
+    let url = format!("redis://127.0.0.1:{port}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if ping(&url).is_ok() {
+            return Ok((child, dir, url));
+        }
+        if child.try_exit().is_some() || Instant::now() > deadline {
+            let tail = child.stderr_tail(10) + &crate::procs::tail_of_file(child.stdout_path(), 10);
+            child.stop(Duration::from_secs(1));
+            bail!("redis-server did not answer on port {port}: {tail}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base_url_strips_the_database() {
+        assert_eq!(base_url("redis://h:1/3"), "redis://h:1");
+        assert_eq!(base_url("redis://h:1/"), "redis://h:1");
+        assert_eq!(base_url("redis://h:1"), "redis://h:1");
+        assert_eq!(base_url("redis://:p@h:1/15"), "redis://:p@h:1");
+    }
+}

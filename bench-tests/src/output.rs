@@ -1,0 +1,105 @@
+//! Writes a run directory: `runs/*.json` (one per repetition, warm-ups under
+//! `runs/warmup/`), `histograms/*.hgrm`, `summary.json`.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use hdrhistogram::Histogram;
+
+use crate::result::RunResult;
+use crate::table::SummaryRow;
+
+pub struct RunDir {
+    pub path: PathBuf,
+}
+
+impl RunDir {
+    /// Creates `root/<id>/` with its subdirectories.
+    pub fn create(root: &Path, id: &str) -> Result<RunDir> {
+        let path = root.join(id);
+        for sub in ["runs/warmup", "histograms"] {
+            std::fs::create_dir_all(path.join(sub)).with_context(|| format!("creating {}", path.join(sub).display()))?;
+        }
+        Ok(RunDir { path })
+    }
+
+    pub fn write_run(&self, result: &RunResult) -> Result<PathBuf> {
+        let dir = if result.configuration.warmup { "runs/warmup" } else { "runs" };
+        let file = self.path.join(dir).join(format!("{}.json", result.benchmark_id));
+        std::fs::write(&file, serde_json::to_string_pretty(result)? + "\n")?;
+        Ok(file)
+    }
+
+    /// End-to-end latency distribution in HdrHistogram's percentile format (values in ms).
+    pub fn write_histogram(&self, name: &str, histogram: &Histogram<u64>) -> Result<()> {
+        let file = self.path.join("histograms").join(format!("{name}.hgrm"));
+        std::fs::write(file, percentile_distribution(histogram, 1e6))?;
+        Ok(())
+    }
+
+    pub fn write_summary(&self, summary: &serde_json::Value) -> Result<()> {
+        std::fs::write(self.path.join("summary.json"), serde_json::to_string_pretty(summary)? + "\n")?;
+        Ok(())
+    }
+}
+
+/// The text `HdrHistogram.outputPercentileDistribution` writes, loadable by the standard
+/// plotters; `scale` divides recorded values (1e6: ns to ms).
+pub fn percentile_distribution(h: &Histogram<u64>, scale: f64) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "{:>12} {:>14} {:>10} {:>14}\n", "Value", "Percentile", "TotalCount", "1/(1-Percentile)");
+    let mut total = 0u64;
+    for v in h.iter_quantiles(5) {
+        total += v.count_since_last_iteration();
+        let q = v.quantile_iterated_to();
+        let value = h.highest_equivalent(v.value_iterated_to()) as f64 / scale;
+        if q < 1.0 {
+            let _ = writeln!(out, "{value:12.3} {q:2.12} {total:10} {:14.2}", 1.0 / (1.0 - q));
+        } else {
+            let _ = writeln!(out, "{value:12.3} {q:2.12} {total:10}", );
+        }
+    }
+    let _ = writeln!(out, "#[Mean    = {:12.3}, StdDeviation   = {:12.3}]", h.mean() / scale, h.stdev() / scale);
+    let _ = writeln!(out, "#[Max     = {:12.3}, Total count    = {:12}]", h.max() as f64 / scale, h.len());
+    let _ = writeln!(out, "#[Buckets = {:12}, SubBuckets     = {:12}]", h.buckets(), h.distinct_values());
+    out
+}
+
+/// The `summary.json` of a run directory.
+pub fn summary_json(
+    run_dir_id: &str,
+    profile: &str,
+    seed: u64,
+    rows: &[SummaryRow],
+    failures: &[String],
+    environment: Option<&crate::result::Environment>,
+) -> serde_json::Value {
+    serde_json::json!({
+        "run_id": run_dir_id,
+        "profile": profile,
+        "order_seed": seed,
+        "statistic": "median over measured repetitions",
+        "rows": rows,
+        "failures": failures,
+        "environment": environment,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentile_distribution_has_hdr_shape() {
+        let mut h = Histogram::<u64>::new(3).unwrap();
+        for v in 1..=1000u64 {
+            h.record(v * 1_000_000).unwrap();
+        }
+        let text = percentile_distribution(&h, 1e6);
+        assert!(text.starts_with("       Value     Percentile TotalCount 1/(1-Percentile)\n\n"));
+        let last_data = text.lines().filter(|l| !l.starts_with('#') && !l.trim().is_empty()).last().unwrap();
+        assert!(last_data.contains("1.000000000000") && last_data.contains("1000"), "{last_data}");
+        assert!(text.contains("#[Max     =     1000.000, Total count    =         1000]") || text.contains("Total count    =         1000"));
+    }
+}

@@ -1,0 +1,272 @@
+//! Child processes the harness starts: each in its own process group, logs to files,
+//! stopped as a group (SIGTERM, bounded grace, SIGKILL) on success, failure, drop and Ctrl-C.
+
+use std::collections::BTreeSet;
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Mutex, Once};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+
+/// Process groups alive right now, so an interrupt can stop them all.
+static LIVE_GROUPS: Mutex<BTreeSet<i32>> = Mutex::new(BTreeSet::new());
+static INTERRUPT_HANDLER: Once = Once::new();
+
+/// Installs a Ctrl-C/SIGTERM handler that kills every process group the harness started,
+/// then exits with 130. Safe to call more than once.
+pub fn install_interrupt_handler() {
+    INTERRUPT_HANDLER.call_once(|| {
+        let _ = ctrlc::set_handler(|| {
+            eprintln!("\ninterrupted: stopping every process this run started");
+            kill_all_groups();
+            std::process::exit(130);
+        });
+    });
+}
+
+fn kill_all_groups() {
+    let groups: Vec<i32> = LIVE_GROUPS.lock().map(|g| g.iter().copied().collect()).unwrap_or_default();
+    for pgid in &groups {
+        signal_group(*pgid, libc::SIGTERM);
+    }
+    thread::sleep(Duration::from_millis(500));
+    for pgid in &groups {
+        signal_group(*pgid, libc::SIGKILL);
+    }
+}
+
+fn signal_group(pgid: i32, signal: i32) -> bool {
+    // SAFETY: kill(2) with a negative pid signals the process group; no memory is touched.
+    unsafe { libc::kill(-pgid, signal) == 0 }
+}
+
+fn group_exists(pgid: i32) -> bool {
+    signal_group(pgid, 0)
+}
+
+/// A started process (and everything it forks) with its stdout/stderr in files.
+pub struct ManagedChild {
+    name: String,
+    child: Child,
+    pgid: i32,
+    started: Instant,
+    started_unix_ns: u64,
+    stdout_path: PathBuf,
+    stderr_path: PathBuf,
+    status: Option<ExitStatus>,
+}
+
+impl ManagedChild {
+    /// Spawns `command` in a new process group; its output goes to `log_dir/<name>.{out,err}`.
+    pub fn spawn(name: &str, command: &mut Command, log_dir: &Path) -> Result<ManagedChild> {
+        let stdout_path = log_dir.join(format!("{name}.out"));
+        let stderr_path = log_dir.join(format!("{name}.err"));
+        let stdout = File::create(&stdout_path)
+            .with_context(|| format!("creating {}", stdout_path.display()))?;
+        let stderr = File::create(&stderr_path)
+            .with_context(|| format!("creating {}", stderr_path.display()))?;
+        command
+            .stdin(Stdio::null())
+            .stdout(stdout)
+            .stderr(stderr)
+            .process_group(0);
+        // SAFETY: prctl only sets a flag of the child; async-signal-safe.
+        unsafe {
+            command.pre_exec(|| {
+                // Dies with the harness even if the harness is SIGKILLed.
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
+        let started_unix_ns = crate::clock::unix_ns();
+        let child = command
+            .spawn()
+            .with_context(|| format!("starting {name}: {:?}", command.get_program()))?;
+        let pgid = child.id() as i32;
+        LIVE_GROUPS.lock().expect("process registry").insert(pgid);
+        Ok(ManagedChild {
+            name: name.to_string(),
+            child,
+            pgid,
+            started: Instant::now(),
+            started_unix_ns,
+            stdout_path,
+            stderr_path,
+            status: None,
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn pgid(&self) -> i32 {
+        self.pgid
+    }
+
+    pub fn started(&self) -> Instant {
+        self.started
+    }
+
+    /// Wall-clock time just before the process was spawned.
+    pub fn started_unix_ns(&self) -> u64 {
+        self.started_unix_ns
+    }
+
+    /// The exit status if the main process has exited, without blocking.
+    pub fn try_exit(&mut self) -> Option<ExitStatus> {
+        if self.status.is_none() {
+            self.status = self.child.try_wait().ok().flatten();
+        }
+        self.status
+    }
+
+    /// Waits up to `limit` for the main process to exit on its own.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if let Some(status) = self.try_exit() {
+                return Some(status);
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        self.try_exit()
+    }
+
+    pub fn stdout(&self) -> String {
+        std::fs::read_to_string(&self.stdout_path).unwrap_or_default()
+    }
+
+    pub fn stdout_path(&self) -> &Path {
+        &self.stdout_path
+    }
+
+    /// The last `lines` lines of stderr, for error messages.
+    pub fn stderr_tail(&self, lines: usize) -> String {
+        tail_of_file(&self.stderr_path, lines)
+    }
+
+    /// SIGTERM to the whole group, up to `grace` for it to exit, then SIGKILL; returns
+    /// once no process of the group is left (bounded) and says whether it exited on SIGTERM.
+    pub fn stop(&mut self, grace: Duration) -> bool {
+        let mut graceful = true;
+        if self.try_exit().is_none() || group_exists(self.pgid) {
+            signal_group(self.pgid, libc::SIGTERM);
+            graceful = self.wait_group_gone(grace);
+            if !graceful {
+                signal_group(self.pgid, libc::SIGKILL);
+                self.wait_group_gone(Duration::from_secs(5));
+            }
+        }
+        LIVE_GROUPS.lock().expect("process registry").remove(&self.pgid);
+        graceful
+    }
+
+    fn wait_group_gone(&mut self, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        loop {
+            let main_done = self.try_exit().is_some();
+            if main_done && !group_exists(self.pgid) {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for ManagedChild {
+    fn drop(&mut self) {
+        if LIVE_GROUPS.lock().map(|g| g.contains(&self.pgid)).unwrap_or(false) {
+            signal_group(self.pgid, libc::SIGKILL);
+            self.wait_group_gone(Duration::from_secs(5));
+            LIVE_GROUPS.lock().expect("process registry").remove(&self.pgid);
+        }
+    }
+}
+
+/// The last `lines` lines of a log file (reads at most its last 64 KiB).
+pub fn tail_of_file(path: &Path, lines: usize) -> String {
+    let Ok(mut file) = File::open(path) else {
+        return String::new();
+    };
+    let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+    let _ = file.seek(SeekFrom::Start(len.saturating_sub(64 * 1024)));
+    let mut text = String::new();
+    let _ = file.read_to_string(&mut text);
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// Runs a short command to completion within `limit`, killing it when the limit passes.
+pub fn run_bounded(name: &str, command: &mut Command, log_dir: &Path, limit: Duration) -> Result<(ExitStatus, String)> {
+    let mut child = ManagedChild::spawn(name, command, log_dir)?;
+    match child.wait_exit(limit) {
+        Some(status) => {
+            child.stop(Duration::from_secs(2));
+            Ok((status, child.stdout()))
+        }
+        None => {
+            child.stop(Duration::from_secs(2));
+            anyhow::bail!(
+                "{name} did not finish within {:?}; its stderr ends with:\n{}",
+                limit,
+                child.stderr_tail(20)
+            )
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stop_kills_the_whole_group() {
+        let dir = tempfile::tempdir().unwrap();
+        // The shell forks a grandchild that ignores SIGTERM; the group must still go.
+        let mut child = ManagedChild::spawn(
+            "sleeper",
+            Command::new("sh").args(["-c", "trap '' TERM; sleep 60 & sleep 60"]),
+            dir.path(),
+        )
+        .unwrap();
+        thread::sleep(Duration::from_millis(200));
+        let pgid = child.pgid();
+        assert!(group_exists(pgid));
+        let graceful = child.stop(Duration::from_millis(300));
+        assert!(!graceful, "the group ignored SIGTERM, so it needed SIGKILL");
+        assert!(!group_exists(pgid));
+    }
+
+    #[test]
+    fn stderr_tail_returns_last_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let (status, _) = run_bounded(
+            "printer",
+            Command::new("sh").args(["-c", "for i in 1 2 3 4 5; do echo line$i >&2; done"]),
+            dir.path(),
+            Duration::from_secs(5),
+        )
+        .unwrap();
+        assert!(status.success());
+        assert_eq!(tail_of_file(&dir.path().join("printer.err"), 2), "line4\nline5");
+    }
+
+    #[test]
+    fn run_bounded_kills_at_the_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let start = Instant::now();
+        let err = run_bounded("slow", Command::new("sleep").arg("30"), dir.path(), Duration::from_millis(300))
+            .unwrap_err();
+        assert!(err.to_string().contains("did not finish"));
+        assert!(start.elapsed() < Duration::from_secs(5));
+    }
+}

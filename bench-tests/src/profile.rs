@@ -1,0 +1,82 @@
+//! Profiles: presets of sizes, repetitions and bounds, from `infra/profiles/NAME.toml`.
+
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+
+pub const NAMES: [&str; 4] = ["ci", "local", "bare-metal", "aws"];
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Profile {
+    pub name: String,
+    pub description: String,
+    /// Measured repetitions per case.
+    pub repetitions: u32,
+    /// Repetitions run first and discarded (written under runs/warmup/).
+    pub warmup: u32,
+    /// Seed for the order of cases in each repetition; random (and recorded) when absent.
+    pub seed: Option<u64>,
+    /// Upper bound for one repetition, from first enqueue to last task.
+    pub run_timeout_secs: u64,
+    /// A run fails when no task completes for this long.
+    pub stall_timeout_secs: u64,
+    /// Sampler interval for worker RSS/CPU.
+    pub sample_interval_ms: u64,
+    pub throughput: ThroughputSizes,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ThroughputSizes {
+    pub task_count: u64,
+    /// `drain` (enqueue all, then start workers) and/or `live` (workers up, then produce).
+    pub modes: Vec<String>,
+    pub asynctasq_concurrency: u32,
+    pub celery_threads_concurrency: u32,
+    /// 0 means one per CPU core.
+    pub celery_prefork_concurrency: u32,
+    pub celery_prefetch_multiplier: u32,
+    /// AsyncTasQ producer: dispatches awaited together with asyncio.gather (1 = one at a time).
+    pub producer_batch: u32,
+}
+
+impl Profile {
+    /// Loads `infra/profiles/<name>.toml` under `root`.
+    pub fn load(root: &Path, name: &str) -> Result<Profile> {
+        if !NAMES.contains(&name) {
+            bail!("unknown profile '{name}'; valid profiles: {}", NAMES.join(", "));
+        }
+        let path = root.join("infra/profiles").join(format!("{name}.toml"));
+        let text = std::fs::read_to_string(&path).with_context(|| format!("reading profile {}", path.display()))?;
+        let profile: Profile = toml::from_str(&text).with_context(|| format!("parsing profile {}", path.display()))?;
+        if profile.name != name {
+            bail!("{} says name = '{}', expected '{name}'", path.display(), profile.name);
+        }
+        for mode in &profile.throughput.modes {
+            crate::scenario::Mode::parse(mode).with_context(|| format!("in {}", path.display()))?;
+        }
+        Ok(profile)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_profile_loads() {
+        let root = crate::project_root();
+        for name in NAMES {
+            let profile = Profile::load(&root, name).unwrap();
+            assert!(profile.repetitions >= 1 && profile.throughput.task_count > 0, "{name}");
+        }
+    }
+
+    #[test]
+    fn unknown_profile_lists_valid_ones() {
+        let err = Profile::load(&crate::project_root(), "huge").unwrap_err().to_string();
+        assert_eq!(err, "unknown profile 'huge'; valid profiles: ci, local, bare-metal, aws");
+    }
+}

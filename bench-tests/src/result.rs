@@ -1,0 +1,104 @@
+//! The raw result of one repetition: the schema of `results/<run-id>/runs/*.json`.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunResult {
+    pub benchmark_id: String,
+    pub timestamp: String,
+    pub configuration: Configuration,
+    pub metrics: Metrics,
+    pub errors: Vec<String>,
+    pub environment: Environment,
+    /// Worker RSS/CPU samples over the run (t_ms from worker spawn).
+    pub timeseries: Vec<TimePoint>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Configuration {
+    pub system: String,
+    pub driver: String,
+    /// Concurrency of the worker pool (threads, processes or asyncio slots).
+    pub workers: u32,
+    pub task_count: u64,
+    pub scenario: String,
+    pub mode: String,
+    /// Pool and concurrency, e.g. `prefork-c2`.
+    pub variant: String,
+    pub pool: String,
+    pub profile: String,
+    pub repetition: u32,
+    pub warmup: bool,
+    /// Seed that ordered the cases of this repetition.
+    pub order_seed: u64,
+    pub position_in_repetition: u32,
+    pub producer_batch: u32,
+    /// Celery only; null for AsyncTasQ.
+    pub celery_prefetch_multiplier: Option<u32>,
+    pub celery_acks: Option<String>,
+    pub broker_source: String,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Metrics {
+    pub enqueue_time_seconds: f64,
+    pub enqueue_rate_per_sec: f64,
+    /// First task start to last task end.
+    pub processing_time_seconds: f64,
+    /// Worker spawn to last task end (includes interpreter start and imports).
+    pub processing_time_from_spawn_seconds: f64,
+    /// task_count / processing_time_seconds.
+    pub throughput_tasks_per_sec: f64,
+    pub throughput_from_spawn_tasks_per_sec: f64,
+    /// End-to-end: intended enqueue time to task end, over distinct completed tasks.
+    pub latency_mean_ms: f64,
+    pub latency_p50_ms: f64,
+    pub latency_p95_ms: f64,
+    pub latency_p99_ms: f64,
+    pub latency_max_ms: f64,
+    /// What the latency numbers mean: in drain mode they are queueing artefacts.
+    pub latency_kind: String,
+    pub queue_wait_p50_ms: f64,
+    pub queue_wait_p99_ms: f64,
+    pub service_mean_us: f64,
+    pub service_p99_us: f64,
+    /// Peak RSS of the worker process tree.
+    pub memory_rss_mb: f64,
+    pub memory_rss_steady_mb: f64,
+    pub worker_processes: u32,
+    /// Worker tree CPU time over processing wall time; 100 = one core.
+    pub cpu_percent: f64,
+    pub completed: u64,
+    pub lost: u64,
+    pub duplicated: u64,
+    pub failed: u64,
+    /// Records from another run or unparsable.
+    pub foreign_records: u64,
+    /// Distinct worker pids that ran tasks.
+    pub task_pids: u32,
+    pub worker_stopped_gracefully: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Environment {
+    pub host: String,
+    pub cpus: u32,
+    pub memory_gb: f64,
+    pub os: String,
+    pub python: String,
+    pub python_source: String,
+    pub versions: BTreeMap<String, String>,
+    pub git_rev: String,
+    pub broker_version: String,
+    pub harness_version: String,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub struct TimePoint {
+    pub t_ms: f64,
+    pub rss_mb: f64,
+    pub cpu_seconds: f64,
+    pub processes: u32,
+}

@@ -1,0 +1,229 @@
+//! One repetition of one case: flush namespace → (drain: produce) → start workers →
+//! (live: produce) → wait for every task, bounded → stop workers → one `RunResult`.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+
+use crate::collector::{Collector, WaitEnd};
+use crate::harness::Harness;
+use crate::measure::{self, MeasureInput, ProducerWindow};
+use crate::procs::ManagedChild;
+use crate::result::{Configuration, RunResult, TimePoint};
+use crate::sampler::Sampler;
+use crate::scenario::{Case, Mode};
+use crate::systems::{self, RunEnv, System};
+
+/// Workers get this long to finish in-flight tasks after SIGTERM before SIGKILL.
+const WORKER_GRACE: Duration = Duration::from_secs(15);
+const STDERR_TAIL_LINES: usize = 25;
+
+pub struct RunRequest<'a> {
+    pub case: &'a Case,
+    pub profile_name: &'a str,
+    /// Unique id stamped on every task and every process of the run.
+    pub run_id: String,
+    pub repetition: u32,
+    pub warmup: bool,
+    pub order_seed: u64,
+    pub position: u32,
+    pub timeout: Duration,
+    pub stall: Duration,
+    pub sample_interval: Duration,
+    /// Extra environment for the worker (e.g. to reproduce a misconfiguration).
+    pub extra_worker_env: Vec<(String, String)>,
+}
+
+impl RunRequest<'_> {
+    pub fn new_run_id(case: &Case, repetition: u32) -> String {
+        format!("{}-r{repetition}-{:08x}", case.label(), rand::random::<u32>())
+    }
+}
+
+/// A finished run with its latency histograms (for `.hgrm` files).
+pub struct RunOutput {
+    pub result: RunResult,
+    pub histograms: measure::Histograms,
+}
+
+/// Runs one repetition. Errors (worker crash, timeout, stall) carry the run id, the
+/// progress, the queue depth and the worker's stderr tail; no process of the run survives.
+pub fn run_once(h: &Harness, req: &RunRequest, on_progress: &mut dyn FnMut(u64)) -> Result<RunOutput> {
+    let case = req.case;
+    let started = Instant::now();
+    let deadline = started + req.timeout;
+    let namespace = h.redis.namespace()?;
+    let workdir = tempfile::Builder::new().prefix("tasq-bench-run-").tempdir()?;
+    let collector = Collector::bind(&workdir.path().join("collector.sock"), &req.run_id, case.task_count)?;
+    let queue = "bench";
+    let fixtures = h.fixtures();
+    let env = RunEnv {
+        python: &h.python,
+        fixtures: &fixtures,
+        workdir: workdir.path(),
+        collector_socket: collector.socket_path(),
+        queue,
+        broker: &namespace,
+        run_id: &req.run_id,
+        celery_prefetch_multiplier: case.celery_prefetch_multiplier,
+    };
+    let system = case.variant.system;
+    let depth = || namespace.list_len(&systems::queue_key(system, queue)).map_or("unknown".into(), |d| d.to_string());
+    let producer_command =
+        || systems::producer_command(system, &env, 0, case.task_count, case.producer_batch);
+
+    let mut producer = None;
+    let mut window = None;
+    if case.mode == Mode::Drain {
+        let mut drain_producer = ManagedChild::spawn("producer", &mut producer_command(), workdir.path())?;
+        let status = drain_producer.wait_exit(deadline.saturating_duration_since(Instant::now()));
+        window = Some(producer_result(&mut drain_producer, status, &req.run_id)?);
+        let queued = namespace.list_len(&systems::queue_key(system, queue))?;
+        if queued != case.task_count {
+            bail!("run {}: the producer reported success but the queue holds {queued} of {} tasks", req.run_id, case.task_count);
+        }
+    }
+
+    let mut worker_command = systems::worker_command(&case.variant, &env);
+    worker_command.envs(req.extra_worker_env.iter().map(|(k, v)| (k, v)));
+    let mut worker = ManagedChild::spawn("worker", &mut worker_command, workdir.path())?;
+    let sampler = Sampler::start(vec![worker.pgid()], req.sample_interval);
+    collector.reset_stall_clock();
+    if case.mode == Mode::Live {
+        producer = Some(ManagedChild::spawn("producer", &mut producer_command(), workdir.path())?);
+    }
+
+    let wait_end = collector.wait_all(deadline, req.stall, |done| {
+        on_progress(done);
+        if let Some(status) = worker.try_exit() {
+            bail!(
+                "run {}: the {} worker exited ({status}) after {done}/{} tasks; queue depth {}. Its stderr ends with:\n{}",
+                req.run_id,
+                system,
+                case.task_count,
+                depth(),
+                worker.stderr_tail(STDERR_TAIL_LINES)
+            );
+        }
+        if let Some(p) = producer.as_mut() {
+            if let Some(status) = p.try_exit().filter(|s| !s.success()) {
+                bail!(
+                    "run {}: the {system} producer failed ({status}) after {done}/{} tasks. Its stderr ends with:\n{}",
+                    req.run_id,
+                    case.task_count,
+                    p.stderr_tail(STDERR_TAIL_LINES)
+                );
+            }
+        }
+        Ok(())
+    })?;
+    if wait_end != WaitEnd::Complete {
+        let done = collector.distinct();
+        let why = match wait_end {
+            WaitEnd::TimedOut => format!("timed out after {:?}", req.timeout),
+            _ => format!("stalled: no task completed for {:?}", req.stall),
+        };
+        let message = format!(
+            "run {}: {why} with {done}/{} tasks completed; queue depth {}. The worker's stderr ends with:\n{}",
+            req.run_id,
+            case.task_count,
+            depth(),
+            worker.stderr_tail(STDERR_TAIL_LINES)
+        );
+        if let Some(p) = producer.as_mut() {
+            p.stop(Duration::from_secs(2));
+        }
+        worker.stop(Duration::from_secs(2));
+        bail!(message);
+    }
+    on_progress(case.task_count);
+
+    if let Some(mut live_producer) = producer.take() {
+        let status = live_producer.wait_exit(deadline.saturating_duration_since(Instant::now()) + Duration::from_secs(5));
+        window = Some(producer_result(&mut live_producer, status, &req.run_id)?);
+    }
+    let graceful = worker.stop(WORKER_GRACE);
+    let samples = sampler.stop();
+    let tally = collector.finish();
+    let mut errors = systems::verify_worker_config(&case.variant, &worker.stdout(), &worker.stderr_tail(400));
+    if !graceful {
+        errors.push(format!("worker did not exit within {WORKER_GRACE:?} of SIGTERM and was killed"));
+    }
+
+    let input = MeasureInput {
+        mode: case.mode,
+        task_count: case.task_count,
+        tally: &tally,
+        producer: window.ok_or_else(|| anyhow!("no producer window"))?,
+        worker_spawn_ns: worker.started_unix_ns(),
+        samples: &samples,
+    };
+    let (mut metrics, histograms) = measure::metrics(&input);
+    metrics.worker_stopped_gracefully = graceful;
+    if metrics.lost > 0 || metrics.duplicated > 0 {
+        errors.push(format!("{} tasks lost, {} duplicated", metrics.lost, metrics.duplicated));
+    }
+    if metrics.failed > 0 {
+        errors.push(format!("{} tasks reported a failure", metrics.failed));
+    }
+    let spawn_ns = worker.started_unix_ns();
+    let timeseries = samples
+        .iter()
+        .map(|s| TimePoint {
+            t_ms: (s.t_ns as f64 - spawn_ns as f64) / 1e6,
+            rss_mb: s.rss_bytes as f64 / (1024.0 * 1024.0),
+            cpu_seconds: s.cpu_seconds,
+            processes: s.processes,
+        })
+        .collect();
+
+    let result = RunResult {
+        benchmark_id: req.run_id.clone(),
+        timestamp: crate::clock::rfc3339_now(),
+        configuration: Configuration {
+            system: system.name().into(),
+            driver: case.driver.name().into(),
+            workers: case.variant.concurrency,
+            task_count: case.task_count,
+            scenario: case.scenario.into(),
+            mode: case.mode.name().into(),
+            variant: case.variant.label(),
+            pool: case.variant.pool.clone(),
+            profile: req.profile_name.into(),
+            repetition: req.repetition,
+            warmup: req.warmup,
+            order_seed: req.order_seed,
+            position_in_repetition: req.position,
+            producer_batch: case.producer_batch,
+            celery_prefetch_multiplier: (system == System::Celery).then_some(case.celery_prefetch_multiplier),
+            celery_acks: (system == System::Celery).then(|| "early (Celery default)".to_string()),
+            broker_source: h.redis.info.source.clone(),
+        },
+        metrics,
+        errors,
+        environment: h.environment.clone(),
+        timeseries,
+    };
+    Ok(RunOutput { result, histograms })
+}
+
+fn producer_result(producer: &mut ManagedChild, status: Option<std::process::ExitStatus>, run_id: &str) -> Result<ProducerWindow> {
+    match status {
+        Some(s) if s.success() => {
+            let stdout = producer.stdout();
+            let line = stdout.lines().rev().find(|l| l.starts_with('{')).unwrap_or("");
+            serde_json::from_str(line).with_context(|| format!("run {run_id}: unreadable producer output: {stdout:?}"))
+        }
+        Some(s) => bail!(
+            "run {run_id}: the producer failed ({s}). Its stderr ends with:\n{}",
+            producer.stderr_tail(STDERR_TAIL_LINES)
+        ),
+        None => {
+            producer.stop(Duration::from_secs(2));
+            bail!(
+                "run {run_id}: the producer did not finish in time. Its stderr ends with:\n{}",
+                producer.stderr_tail(STDERR_TAIL_LINES)
+            )
+        }
+    }
+}

@@ -1,0 +1,110 @@
+//! The console summary: one row per case, medians over measured repetitions.
+
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+use crate::result::RunResult;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SummaryRow {
+    pub system: String,
+    pub driver: String,
+    pub scenario: String,
+    pub variant: String,
+    pub mode: String,
+    pub repetitions: usize,
+    pub enqueue_per_sec: f64,
+    pub tasks_per_sec: f64,
+    pub latency_p50_ms: f64,
+    pub latency_p95_ms: f64,
+    pub latency_p99_ms: f64,
+    pub memory_rss_mb: f64,
+    pub cpu_percent: f64,
+    /// Totals over repetitions, not medians: one lost task anywhere shows.
+    pub lost: u64,
+    pub duplicated: u64,
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    if values.is_empty() {
+        return f64::NAN;
+    }
+    values.sort_by(f64::total_cmp);
+    let mid = values.len() / 2;
+    if values.len() % 2 == 1 { values[mid] } else { (values[mid - 1] + values[mid]) / 2.0 }
+}
+
+/// Groups measured (non-warm-up) results by case and takes medians.
+pub fn summarize(results: &[RunResult]) -> Vec<SummaryRow> {
+    let mut keys: Vec<(String, String, String, String, String)> = Vec::new();
+    for r in results.iter().filter(|r| !r.configuration.warmup) {
+        let c = &r.configuration;
+        let key = (c.system.clone(), c.driver.clone(), c.scenario.clone(), c.variant.clone(), c.mode.clone());
+        if !keys.contains(&key) {
+            keys.push(key);
+        }
+    }
+    keys.sort();
+    keys.into_iter()
+        .map(|key| {
+            let group: Vec<&RunResult> = results
+                .iter()
+                .filter(|r| {
+                    let c = &r.configuration;
+                    !c.warmup && (&c.system, &c.driver, &c.scenario, &c.variant, &c.mode) == (&key.0, &key.1, &key.2, &key.3, &key.4)
+                })
+                .collect();
+            let m = |f: fn(&RunResult) -> f64| median(group.iter().map(|r| f(r)).collect());
+            SummaryRow {
+                system: key.0,
+                driver: key.1,
+                scenario: key.2,
+                variant: key.3,
+                mode: key.4,
+                repetitions: group.len(),
+                enqueue_per_sec: m(|r| r.metrics.enqueue_rate_per_sec),
+                tasks_per_sec: m(|r| r.metrics.throughput_tasks_per_sec),
+                latency_p50_ms: m(|r| r.metrics.latency_p50_ms),
+                latency_p95_ms: m(|r| r.metrics.latency_p95_ms),
+                latency_p99_ms: m(|r| r.metrics.latency_p99_ms),
+                memory_rss_mb: m(|r| r.metrics.memory_rss_mb),
+                cpu_percent: m(|r| r.metrics.cpu_percent),
+                lost: group.iter().map(|r| r.metrics.lost).sum(),
+                duplicated: group.iter().map(|r| r.metrics.duplicated).sum(),
+            }
+        })
+        .collect()
+}
+
+/// A fixed-width table for the terminal.
+pub fn render(rows: &[SummaryRow]) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{:<10} {:<7} {:<12} {:<6} {:>4} {:>10} {:>9} {:>9} {:>9} {:>9} {:>7} {:>6} {:>5} {:>4}",
+        "system", "driver", "variant", "mode", "reps", "enqueue/s", "tasks/s", "p50 ms", "p95 ms", "p99 ms", "RSS MB", "CPU %", "lost", "dup"
+    );
+    for r in rows {
+        let _ = writeln!(
+            out,
+            "{:<10} {:<7} {:<12} {:<6} {:>4} {:>10.0} {:>9.0} {:>9.1} {:>9.1} {:>9.1} {:>7.1} {:>6.0} {:>5} {:>4}",
+            r.system, r.driver, r.variant, r.mode, r.repetitions, r.enqueue_per_sec, r.tasks_per_sec,
+            r.latency_p50_ms, r.latency_p95_ms, r.latency_p99_ms, r.memory_rss_mb, r.cpu_percent, r.lost, r.duplicated
+        );
+    }
+    out.push_str("latency = intended enqueue -> task end; in drain/live (unpaced) runs it is a queueing artefact, not the system's latency.\n");
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn median_of_even_and_odd() {
+        assert_eq!(median(vec![3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(vec![4.0, 1.0, 2.0, 3.0]), 2.5);
+        assert!(median(vec![]).is_nan());
+    }
+}

@@ -1,0 +1,74 @@
+//! `cargo xtask bench`: validate, provision, run, print the table.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Result;
+use bench_tests::bench::{self, BenchPlan, BenchRequest};
+use bench_tests::harness::{self, Harness};
+use clap::Args;
+
+#[derive(Args)]
+pub struct BenchArgs {
+    /// Sizes and repetitions: ci, local, bare-metal, aws.
+    #[arg(long, default_value = "local")]
+    profile: String,
+    /// Scenario(s) to run (repeatable); all when omitted.
+    #[arg(long = "scenario")]
+    scenarios: Vec<String>,
+    /// System(s) to run (repeatable): asynctasq, celery; all when omitted.
+    #[arg(long = "system")]
+    systems: Vec<String>,
+    /// Broker(s) to run on (repeatable); all supported when omitted.
+    #[arg(long = "driver")]
+    drivers: Vec<String>,
+    /// Seed for the order of cases (recorded in every result); random when omitted.
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Where run directories are written.
+    #[arg(long, default_value = "results")]
+    results: PathBuf,
+}
+
+pub fn run(args: BenchArgs) -> Result<ExitCode> {
+    let request = BenchRequest {
+        profile: args.profile,
+        scenarios: args.scenarios,
+        systems: args.systems,
+        drivers: args.drivers,
+        seed: args.seed,
+    };
+    let root = bench_tests::project_root();
+    // Validate names before provisioning anything, so a typo fails in milliseconds.
+    let plan = BenchPlan::new(&root, &request, harness::cpu_count())?;
+    eprintln!(
+        "profile {}: {} cases x ({} warm-up + {} measured) repetitions, order seed {}",
+        plan.profile.name,
+        plan.cases.len(),
+        plan.profile.warmup,
+        plan.profile.repetitions,
+        plan.seed
+    );
+    let harness = Harness::provision(&mut |line| eprintln!("  {line}"))?;
+    eprintln!(
+        "python {} ({}), redis {} at {} ({})",
+        harness.python.version,
+        harness.python.source,
+        harness.redis.info.server_version,
+        harness.redis.info.url,
+        harness.redis.info.source
+    );
+    let results_root = if args.results.is_absolute() { args.results } else { root.join(args.results) };
+    let outcome = bench::execute(&harness, &plan, &results_root)?;
+    print!("{}", bench_tests::table::render(&outcome.rows));
+    println!("results: {}", outcome.run_dir.display());
+    if outcome.failures.is_empty() {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        eprintln!("{} run(s) failed:", outcome.failures.len());
+        for failure in &outcome.failures {
+            eprintln!("  {failure}");
+        }
+        Ok(ExitCode::FAILURE)
+    }
+}

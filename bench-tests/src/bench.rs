@@ -43,14 +43,26 @@ impl BenchPlan {
     /// Checks every name (clear errors listing valid ones) before anything is provisioned.
     pub fn new(root: &Path, request: &BenchRequest, cpus: u32) -> Result<BenchPlan> {
         let profile = Profile::load(root, &request.profile)?;
-        let systems = request.systems.iter().map(|s| System::parse(s)).collect::<Result<Vec<_>>>()?;
+        let systems = request
+            .systems
+            .iter()
+            .map(|s| System::parse(s))
+            .collect::<Result<Vec<_>>>()?;
         let drivers = match request.drivers.is_empty() {
             true => Driver::ALL.to_vec(),
-            false => request.drivers.iter().map(|d| Driver::parse(d)).collect::<Result<Vec<_>>>()?,
+            false => request
+                .drivers
+                .iter()
+                .map(|d| Driver::parse(d))
+                .collect::<Result<Vec<_>>>()?,
         };
         let scenarios: Vec<&str> = match request.scenarios.is_empty() {
             true => scenario::NAMES.to_vec(),
-            false => request.scenarios.iter().map(|s| scenario::check_name(s)).collect::<Result<Vec<_>>>()?,
+            false => request
+                .scenarios
+                .iter()
+                .map(|s| scenario::check_name(s))
+                .collect::<Result<Vec<_>>>()?,
         };
         let mut cases = Vec::new();
         for name in scenarios {
@@ -65,8 +77,15 @@ impl BenchPlan {
         if cases.is_empty() {
             bail!("the selection matches no case");
         }
-        let seed = request.seed.or(profile.seed).unwrap_or_else(|| rand::thread_rng().gen());
-        Ok(BenchPlan { profile, cases, seed })
+        let seed = request
+            .seed
+            .or(profile.seed)
+            .unwrap_or_else(|| rand::thread_rng().gen());
+        Ok(BenchPlan {
+            profile,
+            cases,
+            seed,
+        })
     }
 
     pub fn total_runs(&self) -> u64 {
@@ -84,8 +103,9 @@ pub struct BenchOutcome {
 /// Runs the plan, writing into `results_root/<timestamp>-<profile>/`.
 pub fn execute(h: &Harness, plan: &BenchPlan, results_root: &Path) -> Result<BenchOutcome> {
     let _measuring = measurement_lock(true, Duration::from_secs(3600))?;
-    let stamp = time::OffsetDateTime::now_utc()
-        .format(time::macros::format_description!("[year][month][day]-[hour][minute][second]"))?;
+    let stamp = time::OffsetDateTime::now_utc().format(time::macros::format_description!(
+        "[year][month][day]-[hour][minute][second]"
+    ))?;
     let dir_id = format!("{stamp}-{}", plan.profile.name);
     let run_dir = RunDir::create(results_root, &dir_id)?;
 
@@ -100,15 +120,26 @@ pub fn execute(h: &Harness, plan: &BenchPlan, results_root: &Path) -> Result<Ben
     let rounds = plan.profile.warmup + plan.profile.repetitions;
     for round in 0..rounds {
         let warmup = round < plan.profile.warmup;
-        let repetition = if warmup { round } else { round - plan.profile.warmup };
+        let repetition = if warmup {
+            round
+        } else {
+            round - plan.profile.warmup
+        };
         let mut order: Vec<&Case> = plan.cases.iter().collect();
-        order.shuffle(&mut rand::rngs::StdRng::seed_from_u64(plan.seed.wrapping_add(u64::from(round))));
+        order.shuffle(&mut rand::rngs::StdRng::seed_from_u64(
+            plan.seed.wrapping_add(u64::from(round)),
+        ));
         for (position, case) in order.into_iter().enumerate() {
-            let label = format!("{}{} rep {repetition}", case.label(), if warmup { " (warm-up)" } else { "" });
+            let label = format!(
+                "{}{} rep {repetition}",
+                case.label(),
+                if warmup { " (warm-up)" } else { "" }
+            );
             let request = RunRequest {
                 case,
                 profile_name: &plan.profile.name,
-                run_id: RunRequest::new_run_id(case, repetition) + if warmup { "-warmup" } else { "" },
+                run_id: RunRequest::new_run_id(case, repetition)
+                    + if warmup { "-warmup" } else { "" },
                 repetition,
                 warmup,
                 order_seed: plan.seed,
@@ -119,24 +150,35 @@ pub fn execute(h: &Harness, plan: &BenchPlan, results_root: &Path) -> Result<Ben
                 extra_worker_env: Vec::new(),
             };
             let started = Instant::now();
-            let mut show = |done: u64| bar.set_message(format!("{label}: {done}/{} tasks", case.task_count));
+            let mut show =
+                |done: u64| bar.set_message(format!("{label}: {done}/{} tasks", case.task_count));
             match run::run_once(h, &request, &mut show) {
                 Ok(out) => {
                     run_dir.write_run(&out.result)?;
                     if !warmup {
-                        run_dir.write_histogram(&out.result.benchmark_id, &out.histograms.end_to_end)?;
+                        run_dir.write_histogram(
+                            &out.result.benchmark_id,
+                            &out.histograms.end_to_end,
+                        )?;
                     }
-                    bar.println(format!(
-                        "{label}: {:.0} tasks/s, enqueue {:.0}/s, {:.1}s{}",
-                        out.result.metrics.throughput_tasks_per_sec,
-                        out.result.metrics.enqueue_rate_per_sec,
-                        started.elapsed().as_secs_f64(),
-                        if out.result.errors.is_empty() { String::new() } else { format!(" — {}", out.result.errors.join("; ")) }
-                    ));
+                    say(
+                        &bar,
+                        format!(
+                            "{label}: {:.0} tasks/s, enqueue {:.0}/s, {:.1}s{}",
+                            out.result.metrics.throughput_tasks_per_sec,
+                            out.result.metrics.enqueue_rate_per_sec,
+                            started.elapsed().as_secs_f64(),
+                            if out.result.errors.is_empty() {
+                                String::new()
+                            } else {
+                                format!(" — {}", out.result.errors.join("; "))
+                            }
+                        ),
+                    );
                     results.push(out.result);
                 }
                 Err(e) => {
-                    bar.println(format!("{label}: FAILED: {e:#}"));
+                    say(&bar, format!("{label}: FAILED: {e:#}"));
                     failures.push(format!("{label}: {e:#}"));
                 }
             }
@@ -146,8 +188,29 @@ pub fn execute(h: &Harness, plan: &BenchPlan, results_root: &Path) -> Result<Ben
     bar.finish_and_clear();
     let rows = table::summarize(&results);
     let environment = results.first().map(|r| &r.environment);
-    run_dir.write_summary(&output::summary_json(&dir_id, &plan.profile.name, plan.seed, &rows, &failures, environment))?;
-    Ok(BenchOutcome { run_dir: run_dir.path, results, rows, failures })
+    run_dir.write_summary(&output::summary_json(
+        &dir_id,
+        &plan.profile.name,
+        plan.seed,
+        &rows,
+        &failures,
+        environment,
+    ))?;
+    Ok(BenchOutcome {
+        run_dir: run_dir.path,
+        results,
+        rows,
+        failures,
+    })
+}
+
+/// A line above the progress bar, or on stderr when the bar is hidden (not a terminal).
+fn say(bar: &ProgressBar, line: String) {
+    if bar.is_hidden() {
+        eprintln!("{line}");
+    } else {
+        bar.println(line);
+    }
 }
 
 /// Measuring runs take the lock exclusively so they never overlap on a small machine;
@@ -159,12 +222,19 @@ pub fn measurement_lock(exclusive: bool, limit: Duration) -> Result<File> {
     let file = File::create(&path).with_context(|| format!("creating {}", path.display()))?;
     let deadline = Instant::now() + limit;
     loop {
-        let got = if exclusive { file.try_lock() } else { file.try_lock_shared() };
+        let got = if exclusive {
+            file.try_lock()
+        } else {
+            file.try_lock_shared()
+        };
         if got.is_ok() {
             return Ok(file);
         }
         if Instant::now() > deadline {
-            bail!("another benchmark held {} for {limit:?}; wait for it to finish", path.display());
+            bail!(
+                "another benchmark held {} for {limit:?}; wait for it to finish",
+                path.display()
+            );
         }
         std::thread::sleep(Duration::from_millis(200));
     }

@@ -81,7 +81,11 @@ impl Collector {
             .with_context(|| format!("binding the collector socket {}", socket_path.display()))?;
         socket.set_read_timeout(Some(Duration::from_millis(50)))?;
         let shared = Arc::new(Shared {
-            tally: Mutex::new((Tally::default(), vec![false; expected as usize], Instant::now())),
+            tally: Mutex::new((
+                Tally::default(),
+                vec![false; expected as usize],
+                Instant::now(),
+            )),
             progress: Condvar::new(),
         });
         let stop = Arc::new(AtomicBool::new(false));
@@ -91,7 +95,13 @@ impl Collector {
                 .name("collector".into())
                 .spawn(move || receive_loop(socket, &run_id, &shared, &stop))?
         };
-        Ok(Collector { socket_path: socket_path.to_path_buf(), expected, shared, stop, receiver: Some(receiver) })
+        Ok(Collector {
+            socket_path: socket_path.to_path_buf(),
+            expected,
+            shared,
+            stop,
+            receiver: Some(receiver),
+        })
     }
 
     pub fn socket_path(&self) -> &Path {
@@ -128,7 +138,12 @@ impl Collector {
             check(distinct)?;
             guard = self.shared.tally.lock().expect("collector");
             let wait = Duration::from_millis(100).min(deadline.saturating_duration_since(now));
-            guard = self.shared.progress.wait_timeout(guard, wait).expect("collector").0;
+            guard = self
+                .shared
+                .progress
+                .wait_timeout(guard, wait)
+                .expect("collector")
+                .0;
         }
     }
 
@@ -198,7 +213,17 @@ mod tests {
     fn parses_a_record() {
         let (run, rec) = TaskRecord::parse("r1 7 100 200 300 42 ok").unwrap();
         assert_eq!(run, "r1");
-        assert_eq!(rec, TaskRecord { seq: 7, intended_ns: 100, start_ns: 200, end_ns: 300, pid: 42, ok: true });
+        assert_eq!(
+            rec,
+            TaskRecord {
+                seq: 7,
+                intended_ns: 100,
+                start_ns: 200,
+                end_ns: 300,
+                pid: 42,
+                ok: true
+            }
+        );
         assert!(TaskRecord::parse("r1 7 100 200 300 42").is_none());
         assert!(TaskRecord::parse("r1 x 100 200 300 42 ok").is_none());
         assert!(!TaskRecord::parse("r1 7 100 200 300 42 error").unwrap().1.ok);
@@ -216,10 +241,20 @@ mod tests {
         send(&path, "garbage");
         send(&path, "run 1 1 2 3 9 error");
         let deadline = Instant::now() + Duration::from_millis(300);
-        assert_eq!(collector.wait_all(deadline, Duration::from_secs(5), |_| Ok(())).unwrap(), WaitEnd::TimedOut);
+        assert_eq!(
+            collector
+                .wait_all(deadline, Duration::from_secs(5), |_| Ok(()))
+                .unwrap(),
+            WaitEnd::TimedOut
+        );
         send(&path, "run 2 1 2 3 9 ok");
         let deadline = Instant::now() + Duration::from_secs(5);
-        assert_eq!(collector.wait_all(deadline, Duration::from_secs(5), |_| Ok(())).unwrap(), WaitEnd::Complete);
+        assert_eq!(
+            collector
+                .wait_all(deadline, Duration::from_secs(5), |_| Ok(()))
+                .unwrap(),
+            WaitEnd::Complete
+        );
         send(&path, "run 2 1 2 3 9 ok");
         let tally = collector.finish();
         assert_eq!(tally.records.len(), 3);
@@ -234,9 +269,15 @@ mod tests {
         let path = dir.path().join("c.sock");
         let collector = Collector::bind(&path, "run", 2).unwrap();
         let far = Instant::now() + Duration::from_secs(30);
-        let end = collector.wait_all(far, Duration::from_millis(200), |_| Ok(())).unwrap();
+        let end = collector
+            .wait_all(far, Duration::from_millis(200), |_| Ok(()))
+            .unwrap();
         assert_eq!(end, WaitEnd::Stalled);
-        let err = collector.wait_all(far, Duration::from_secs(30), |_| anyhow::bail!("worker died")).unwrap_err();
+        let err = collector
+            .wait_all(far, Duration::from_secs(30), |_| {
+                anyhow::bail!("worker died")
+            })
+            .unwrap_err();
         assert_eq!(err.to_string(), "worker died");
     }
 }

@@ -24,7 +24,12 @@ impl Harness {
         let python = PythonEnv::provision(&root, progress)?;
         let redis = RedisBroker::provide(progress)?;
         let environment = host_environment(&root, &python, &redis.info.server_version);
-        Ok(Harness { root, python, redis, environment })
+        Ok(Harness {
+            root,
+            python,
+            redis,
+            environment,
+        })
     }
 
     pub fn fixtures(&self) -> PathBuf {
@@ -37,12 +42,19 @@ impl Harness {
 }
 
 pub fn cpu_count() -> u32 {
-    std::thread::available_parallelism().map(|n| n.get() as u32).unwrap_or(1)
+    std::thread::available_parallelism()
+        .map(|n| n.get() as u32)
+        .unwrap_or(1)
 }
 
 fn host_environment(root: &Path, python: &PythonEnv, broker_version: &str) -> Environment {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default().trim().to_string();
-    let memory_gb = <procfs::Meminfo as procfs::Current>::current().map(|m| m.mem_total as f64 / 1024f64.powi(3)).unwrap_or(0.0);
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .unwrap_or_default()
+        .trim()
+        .to_string();
+    let memory_gb = <procfs::Meminfo as procfs::Current>::current()
+        .map(|m| m.mem_total as f64 / 1024f64.powi(3))
+        .unwrap_or(0.0);
     let os_release = std::fs::read_to_string("/etc/os-release").unwrap_or_default();
     let distro = os_release
         .lines()
@@ -79,7 +91,11 @@ fn git_rev(root: &Path) -> String {
     match git(&["rev-parse", "HEAD"]) {
         Some(rev) => {
             let dirty = git(&["status", "--porcelain"]).is_some_and(|s| !s.is_empty());
-            if dirty { format!("{rev}-dirty") } else { rev }
+            if dirty {
+                format!("{rev}-dirty")
+            } else {
+                rev
+            }
         }
         None => "unknown".to_string(),
     }

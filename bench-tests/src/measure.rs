@@ -30,10 +30,16 @@ pub struct Histograms {
 impl Histograms {
     pub fn from_tally(tally: &Tally) -> Histograms {
         let new = || Histogram::<u64>::new(3).expect("3 significant digits is valid");
-        let mut h = Histograms { queue_wait: new(), service: new(), end_to_end: new() };
+        let mut h = Histograms {
+            queue_wait: new(),
+            service: new(),
+            end_to_end: new(),
+        };
         for r in &tally.records {
             // Auto-resizing histograms accept any u64; saturating_sub guards against a clock step.
-            let _ = h.queue_wait.record(r.start_ns.saturating_sub(r.intended_ns));
+            let _ = h
+                .queue_wait
+                .record(r.start_ns.saturating_sub(r.intended_ns));
             let _ = h.service.record(r.end_ns.saturating_sub(r.start_ns));
             let _ = h.end_to_end.record(r.end_ns.saturating_sub(r.intended_ns));
         }
@@ -59,7 +65,12 @@ pub fn metrics(input: &MeasureInput) -> (Metrics, Histograms) {
     let last_end = records.iter().map(|r| r.end_ns).max().unwrap_or(0);
     let completed = records.len() as u64;
 
-    let enqueue_time = secs(input.producer.enqueue_end_ns.saturating_sub(input.producer.enqueue_start_ns));
+    let enqueue_time = secs(
+        input
+            .producer
+            .enqueue_end_ns
+            .saturating_sub(input.producer.enqueue_start_ns),
+    );
     let processing = secs(last_end.saturating_sub(first_start));
     let from_spawn = secs(last_end.saturating_sub(input.worker_spawn_ns));
     let rate = |n: u64, s: f64| if s > 0.0 { n as f64 / s } else { 0.0 };
@@ -117,13 +128,24 @@ mod tests {
 
     fn rec(seq: u64, intended_ms: u64, start_ms: u64, end_ms: u64) -> TaskRecord {
         let ns = 1_000_000;
-        TaskRecord { seq, intended_ns: intended_ms * ns, start_ns: start_ms * ns, end_ns: end_ms * ns, pid: 7, ok: true }
+        TaskRecord {
+            seq,
+            intended_ns: intended_ms * ns,
+            start_ns: start_ms * ns,
+            end_ns: end_ms * ns,
+            pid: 7,
+            ok: true,
+        }
     }
 
     #[test]
     fn computes_rates_latencies_and_losses_from_records() {
         let tally = Tally {
-            records: vec![rec(0, 0, 1000, 1001), rec(1, 10, 1500, 1502), rec(2, 20, 2000, 2003)],
+            records: vec![
+                rec(0, 0, 1000, 1001),
+                rec(1, 10, 1500, 1502),
+                rec(2, 20, 2000, 2003),
+            ],
             duplicates: 1,
             foreign: 0,
             failed: 0,
@@ -132,7 +154,10 @@ mod tests {
             mode: Mode::Drain,
             task_count: 4,
             tally: &tally,
-            producer: ProducerWindow { enqueue_start_ns: 0, enqueue_end_ns: 500_000_000 },
+            producer: ProducerWindow {
+                enqueue_start_ns: 0,
+                enqueue_end_ns: 500_000_000,
+            },
             worker_spawn_ns: 500_000_000,
             samples: &[],
         };
@@ -140,13 +165,20 @@ mod tests {
         assert_eq!(m.completed, 3);
         assert_eq!(m.lost, 1);
         assert_eq!(m.duplicated, 1);
-        assert!((m.enqueue_rate_per_sec - 8.0).abs() < 1e-9, "4 tasks in 0.5 s");
+        assert!(
+            (m.enqueue_rate_per_sec - 8.0).abs() < 1e-9,
+            "4 tasks in 0.5 s"
+        );
         assert!((m.processing_time_seconds - 1.003).abs() < 1e-9);
         assert!((m.throughput_tasks_per_sec - 3.0 / 1.003).abs() < 1e-9);
         assert!((m.processing_time_from_spawn_seconds - 1.503).abs() < 1e-9);
         // end-to-end: 1001, 1492, 1983 ms
         assert!((m.latency_mean_ms - (1001.0 + 1492.0 + 1983.0) / 3.0).abs() < 1e-6);
-        assert!((m.latency_p50_ms - 1492.0).abs() / 1492.0 < 1e-3, "{}", m.latency_p50_ms);
+        assert!(
+            (m.latency_p50_ms - 1492.0).abs() / 1492.0 < 1e-3,
+            "{}",
+            m.latency_p50_ms
+        );
         assert!((m.latency_max_ms - 1983.0).abs() / 1983.0 < 1e-3);
         assert!((m.service_mean_us - 2000.0).abs() < 1e-6);
         assert_eq!(h.end_to_end.len(), 3);

@@ -19,14 +19,22 @@ impl RunDir {
     pub fn create(root: &Path, id: &str) -> Result<RunDir> {
         let path = root.join(id);
         for sub in ["runs/warmup", "histograms"] {
-            std::fs::create_dir_all(path.join(sub)).with_context(|| format!("creating {}", path.join(sub).display()))?;
+            std::fs::create_dir_all(path.join(sub))
+                .with_context(|| format!("creating {}", path.join(sub).display()))?;
         }
         Ok(RunDir { path })
     }
 
     pub fn write_run(&self, result: &RunResult) -> Result<PathBuf> {
-        let dir = if result.configuration.warmup { "runs/warmup" } else { "runs" };
-        let file = self.path.join(dir).join(format!("{}.json", result.benchmark_id));
+        let dir = if result.configuration.warmup {
+            "runs/warmup"
+        } else {
+            "runs"
+        };
+        let file = self
+            .path
+            .join(dir)
+            .join(format!("{}.json", result.benchmark_id));
         std::fs::write(&file, serde_json::to_string_pretty(result)? + "\n")?;
         Ok(file)
     }
@@ -39,7 +47,10 @@ impl RunDir {
     }
 
     pub fn write_summary(&self, summary: &serde_json::Value) -> Result<()> {
-        std::fs::write(self.path.join("summary.json"), serde_json::to_string_pretty(summary)? + "\n")?;
+        std::fs::write(
+            self.path.join("summary.json"),
+            serde_json::to_string_pretty(summary)? + "\n",
+        )?;
         Ok(())
     }
 }
@@ -48,21 +59,44 @@ impl RunDir {
 /// plotters; `scale` divides recorded values (1e6: ns to ms).
 pub fn percentile_distribution(h: &Histogram<u64>, scale: f64) -> String {
     let mut out = String::new();
-    let _ = writeln!(out, "{:>12} {:>14} {:>10} {:>14}\n", "Value", "Percentile", "TotalCount", "1/(1-Percentile)");
+    let _ = writeln!(
+        out,
+        "{:>12} {:>14} {:>10} {:>14}\n",
+        "Value", "Percentile", "TotalCount", "1/(1-Percentile)"
+    );
     let mut total = 0u64;
     for v in h.iter_quantiles(5) {
         total += v.count_since_last_iteration();
         let q = v.quantile_iterated_to();
         let value = h.highest_equivalent(v.value_iterated_to()) as f64 / scale;
         if q < 1.0 {
-            let _ = writeln!(out, "{value:12.3} {q:2.12} {total:10} {:14.2}", 1.0 / (1.0 - q));
+            let _ = writeln!(
+                out,
+                "{value:12.3} {q:2.12} {total:10} {:14.2}",
+                1.0 / (1.0 - q)
+            );
         } else {
-            let _ = writeln!(out, "{value:12.3} {q:2.12} {total:10}", );
+            let _ = writeln!(out, "{value:12.3} {q:2.12} {total:10}",);
         }
     }
-    let _ = writeln!(out, "#[Mean    = {:12.3}, StdDeviation   = {:12.3}]", h.mean() / scale, h.stdev() / scale);
-    let _ = writeln!(out, "#[Max     = {:12.3}, Total count    = {:12}]", h.max() as f64 / scale, h.len());
-    let _ = writeln!(out, "#[Buckets = {:12}, SubBuckets     = {:12}]", h.buckets(), h.distinct_values());
+    let _ = writeln!(
+        out,
+        "#[Mean    = {:12.3}, StdDeviation   = {:12.3}]",
+        h.mean() / scale,
+        h.stdev() / scale
+    );
+    let _ = writeln!(
+        out,
+        "#[Max     = {:12.3}, Total count    = {:12}]",
+        h.max() as f64 / scale,
+        h.len()
+    );
+    let _ = writeln!(
+        out,
+        "#[Buckets = {:12}, SubBuckets     = {:12}]",
+        h.buckets(),
+        h.distinct_values()
+    );
     out
 }
 
@@ -98,8 +132,18 @@ mod tests {
         }
         let text = percentile_distribution(&h, 1e6);
         assert!(text.starts_with("       Value     Percentile TotalCount 1/(1-Percentile)\n\n"));
-        let last_data = text.lines().filter(|l| !l.starts_with('#') && !l.trim().is_empty()).last().unwrap();
-        assert!(last_data.contains("1.000000000000") && last_data.contains("1000"), "{last_data}");
-        assert!(text.contains("#[Max     =     1000.000, Total count    =         1000]") || text.contains("Total count    =         1000"));
+        let last_data = text
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+            .next_back()
+            .unwrap();
+        assert!(
+            last_data.contains("1.000000000000") && last_data.contains("1000"),
+            "{last_data}"
+        );
+        assert!(
+            text.contains("#[Max     =     1000.000, Total count    =         1000]")
+                || text.contains("Total count    =         1000")
+        );
     }
 }

@@ -30,7 +30,10 @@ pub fn install_interrupt_handler() {
 }
 
 fn kill_all_groups() {
-    let groups: Vec<i32> = LIVE_GROUPS.lock().map(|g| g.iter().copied().collect()).unwrap_or_default();
+    let groups: Vec<i32> = LIVE_GROUPS
+        .lock()
+        .map(|g| g.iter().copied().collect())
+        .unwrap_or_default();
     for pgid in &groups {
         signal_group(*pgid, libc::SIGTERM);
     }
@@ -151,6 +154,25 @@ impl ManagedChild {
         tail_of_file(&self.stderr_path, lines)
     }
 
+    /// The last lines of stderr and of stdout, labelled, for error messages: some systems
+    /// (AsyncTasQ through rich) log their errors to stdout.
+    pub fn log_tail(&self, lines: usize) -> String {
+        let parts = [
+            ("stderr", self.stderr_tail(lines)),
+            ("stdout", tail_of_file(&self.stdout_path, lines)),
+        ];
+        let shown: Vec<String> = parts
+            .into_iter()
+            .filter(|(_, text)| !text.trim().is_empty())
+            .map(|(which, text)| format!("--- {} {which} ---\n{text}", self.name))
+            .collect();
+        if shown.is_empty() {
+            format!("({} printed nothing)", self.name)
+        } else {
+            shown.join("\n")
+        }
+    }
+
     /// SIGTERM to the whole group, up to `grace` for it to exit, then SIGKILL; returns
     /// once no process of the group is left (bounded) and says whether it exited on SIGTERM.
     pub fn stop(&mut self, grace: Duration) -> bool {
@@ -163,7 +185,10 @@ impl ManagedChild {
                 self.wait_group_gone(Duration::from_secs(5));
             }
         }
-        LIVE_GROUPS.lock().expect("process registry").remove(&self.pgid);
+        LIVE_GROUPS
+            .lock()
+            .expect("process registry")
+            .remove(&self.pgid);
         graceful
     }
 
@@ -184,10 +209,17 @@ impl ManagedChild {
 
 impl Drop for ManagedChild {
     fn drop(&mut self) {
-        if LIVE_GROUPS.lock().map(|g| g.contains(&self.pgid)).unwrap_or(false) {
+        if LIVE_GROUPS
+            .lock()
+            .map(|g| g.contains(&self.pgid))
+            .unwrap_or(false)
+        {
             signal_group(self.pgid, libc::SIGKILL);
             self.wait_group_gone(Duration::from_secs(5));
-            LIVE_GROUPS.lock().expect("process registry").remove(&self.pgid);
+            LIVE_GROUPS
+                .lock()
+                .expect("process registry")
+                .remove(&self.pgid);
         }
     }
 }
@@ -206,7 +238,12 @@ pub fn tail_of_file(path: &Path, lines: usize) -> String {
 }
 
 /// Runs a short command to completion within `limit`, killing it when the limit passes.
-pub fn run_bounded(name: &str, command: &mut Command, log_dir: &Path, limit: Duration) -> Result<(ExitStatus, String)> {
+pub fn run_bounded(
+    name: &str,
+    command: &mut Command,
+    log_dir: &Path,
+    limit: Duration,
+) -> Result<(ExitStatus, String)> {
     let mut child = ManagedChild::spawn(name, command, log_dir)?;
     match child.wait_exit(limit) {
         Some(status) => {
@@ -257,15 +294,23 @@ mod tests {
         )
         .unwrap();
         assert!(status.success());
-        assert_eq!(tail_of_file(&dir.path().join("printer.err"), 2), "line4\nline5");
+        assert_eq!(
+            tail_of_file(&dir.path().join("printer.err"), 2),
+            "line4\nline5"
+        );
     }
 
     #[test]
     fn run_bounded_kills_at_the_limit() {
         let dir = tempfile::tempdir().unwrap();
         let start = Instant::now();
-        let err = run_bounded("slow", Command::new("sleep").arg("30"), dir.path(), Duration::from_millis(300))
-            .unwrap_err();
+        let err = run_bounded(
+            "slow",
+            Command::new("sleep").arg("30"),
+            dir.path(),
+            Duration::from_millis(300),
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("did not finish"));
         assert!(start.elapsed() < Duration::from_secs(5));
     }

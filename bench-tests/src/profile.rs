@@ -46,13 +46,22 @@ impl Profile {
     /// Loads `infra/profiles/<name>.toml` under `root`.
     pub fn load(root: &Path, name: &str) -> Result<Profile> {
         if !NAMES.contains(&name) {
-            bail!("unknown profile '{name}'; valid profiles: {}", NAMES.join(", "));
+            bail!(
+                "unknown profile '{name}'; valid profiles: {}",
+                NAMES.join(", ")
+            );
         }
         let path = root.join("infra/profiles").join(format!("{name}.toml"));
-        let text = std::fs::read_to_string(&path).with_context(|| format!("reading profile {}", path.display()))?;
-        let profile: Profile = toml::from_str(&text).with_context(|| format!("parsing profile {}", path.display()))?;
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading profile {}", path.display()))?;
+        let profile: Profile =
+            toml::from_str(&text).with_context(|| format!("parsing profile {}", path.display()))?;
         if profile.name != name {
-            bail!("{} says name = '{}', expected '{name}'", path.display(), profile.name);
+            bail!(
+                "{} says name = '{}', expected '{name}'",
+                path.display(),
+                profile.name
+            );
         }
         for mode in &profile.throughput.modes {
             crate::scenario::Mode::parse(mode).with_context(|| format!("in {}", path.display()))?;
@@ -70,13 +79,21 @@ mod tests {
         let root = crate::project_root();
         for name in NAMES {
             let profile = Profile::load(&root, name).unwrap();
-            assert!(profile.repetitions >= 1 && profile.throughput.task_count > 0, "{name}");
+            assert!(
+                profile.repetitions >= 1 && profile.throughput.task_count > 0,
+                "{name}"
+            );
         }
     }
 
     #[test]
     fn unknown_profile_lists_valid_ones() {
-        let err = Profile::load(&crate::project_root(), "huge").unwrap_err().to_string();
-        assert_eq!(err, "unknown profile 'huge'; valid profiles: ci, local, bare-metal, aws");
+        let err = Profile::load(&crate::project_root(), "huge")
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            "unknown profile 'huge'; valid profiles: ci, local, bare-metal, aws"
+        );
     }
 }

@@ -137,7 +137,10 @@ pub fn parse_version(s: &str) -> Option<(u32, u32, u32)> {
     let mut parts = s.splitn(3, '.');
     let major = parts.next()?.parse().ok()?;
     let minor_str = parts.next()?;
-    let minor_digits: String = minor_str.chars().take_while(|c| c.is_ascii_digit()).collect();
+    let minor_digits: String = minor_str
+        .chars()
+        .take_while(|c| c.is_ascii_digit())
+        .collect();
     let minor = minor_digits.parse().ok()?;
     let micro = match parts.next() {
         Some(rest) if minor_digits.len() == minor_str.len() => {
@@ -547,11 +550,18 @@ fn ensure_venv(
     ));
     let started = Instant::now();
     let mut cmd = Command::new(&python);
-    cmd.args(["-m", "pip", "install", "--disable-pip-version-check", "-q", "-r"])
-        .arg(requirements)
-        .env("PIP_NO_INPUT", "1");
-    let out = run_bounded(&mut cmd, PIP_TIMEOUT, None)
-        .context("pip install of the requirements lock")?;
+    cmd.args([
+        "-m",
+        "pip",
+        "install",
+        "--disable-pip-version-check",
+        "-q",
+        "-r",
+    ])
+    .arg(requirements)
+    .env("PIP_NO_INPUT", "1");
+    let out =
+        run_bounded(&mut cmd, PIP_TIMEOUT, None).context("pip install of the requirements lock")?;
     if !out.status.success() {
         bail!(
             "pip install -r {} into {} exited with {}:\n{}",
@@ -741,14 +751,28 @@ mod tests {
         assert!(a.chars().all(|c| c.is_ascii_hexdigit()));
         assert_eq!(a, venv_key(b"celery==5.7.0\n", py, "3.13.5"));
         assert_ne!(a, venv_key(b"celery==5.6.0\n", py, "3.13.5"));
-        assert_ne!(a, venv_key(b"celery==5.7.0\n", Path::new("/usr/bin/python3.13"), "3.13.5"));
+        assert_ne!(
+            a,
+            venv_key(
+                b"celery==5.7.0\n",
+                Path::new("/usr/bin/python3.13"),
+                "3.13.5"
+            )
+        );
         assert_ne!(a, venv_key(b"celery==5.7.0\n", py, "3.13.6"));
     }
 
     #[test]
     fn pyenv_candidates_highest_first_and_filtered() {
         let dir = tempfile::tempdir().unwrap();
-        for v in ["3.11.7", "3.12.1", "3.13.0", "3.12.10", "miniconda3-latest", "3.13.0t"] {
+        for v in [
+            "3.11.7",
+            "3.12.1",
+            "3.13.0",
+            "3.12.10",
+            "miniconda3-latest",
+            "3.13.0t",
+        ] {
             let bin = dir.path().join(v).join("bin");
             fs::create_dir_all(&bin).unwrap();
             fs::write(bin.join("python3"), "").unwrap();
@@ -794,7 +818,10 @@ mod tests {
         let old = fake_python(dir.path(), "3.11.7", "");
         let err = find_interpreter(&search, Some(old.clone().into()), &mut sink).unwrap_err();
         let msg = format!("{err:#}");
-        assert!(msg.contains("BENCH_PYTHON") && msg.contains("3.11.7"), "{msg}");
+        assert!(
+            msg.contains("BENCH_PYTHON") && msg.contains("3.11.7"),
+            "{msg}"
+        );
 
         let no_ssl = fake_python(dir.path(), "3.13.1", "\"ssl (No module named '_ssl')\"");
         let msg = format!(
@@ -808,7 +835,10 @@ mod tests {
             "{:#}",
             find_interpreter(&search, Some(missing.into()), &mut sink).unwrap_err()
         );
-        assert!(msg.contains("BENCH_PYTHON") && msg.contains("nope"), "{msg}");
+        assert!(
+            msg.contains("BENCH_PYTHON") && msg.contains("nope"),
+            "{msg}"
+        );
 
         let good = fake_python(dir.path(), "3.14.0rc1", "");
         let found = find_interpreter(&search, Some(good.clone().into()), &mut sink).unwrap();
@@ -827,7 +857,10 @@ mod tests {
         );
         assert!(msg.contains("tasq-bench-no-such-python"), "{msg}");
         assert!(msg.contains("no-cache"), "{msg}");
-        assert!(msg.contains("BENCH_PYTHON=") && msg.contains("CPYTHON_SRC="), "{msg}");
+        assert!(
+            msg.contains("BENCH_PYTHON=") && msg.contains("CPYTHON_SRC="),
+            "{msg}"
+        );
     }
 
     #[test]
@@ -839,7 +872,10 @@ mod tests {
             Ok(_) => panic!("sleep 30 finished within 500ms"),
             Err(e) => format!("{e:#}"),
         };
-        assert!(err.contains("did not finish") && err.contains("started"), "{err}");
+        assert!(
+            err.contains("did not finish") && err.contains("started"),
+            "{err}"
+        );
         assert!(start.elapsed() < Duration::from_secs(10));
     }
 
@@ -877,10 +913,20 @@ mod tests {
         assert_eq!(env.python, env.bin("python"));
         assert!(env.venv.join(READY_MARKER).exists());
         assert!(env.bin("celery").exists());
-        assert_eq!(env.packages.get("asynctasq").map(String::as_str), Some("1.7.0"));
-        assert_eq!(env.packages.get("celery").map(String::as_str), Some("5.7.0"));
+        assert_eq!(
+            env.packages.get("asynctasq").map(String::as_str),
+            Some("1.7.0")
+        );
+        assert_eq!(
+            env.packages.get("celery").map(String::as_str),
+            Some("5.7.0")
+        );
         for p in ["kombu", "redis", "httpx", "moto"] {
-            assert!(env.packages.contains_key(p), "{p} missing: {:?}", env.packages);
+            assert!(
+                env.packages.contains_key(p),
+                "{p} missing: {:?}",
+                env.packages
+            );
         }
         assert!(!env.source.is_empty());
         assert!(lines.iter().any(|l| l.contains(&env.version)), "{lines:?}");

@@ -16,7 +16,7 @@ use crate::systems::{self, RunEnv, System};
 
 /// Workers get this long to finish in-flight tasks after SIGTERM before SIGKILL.
 const WORKER_GRACE: Duration = Duration::from_secs(15);
-const STDERR_TAIL_LINES: usize = 25;
+const LOG_TAIL_LINES: usize = 25;
 
 pub struct RunRequest<'a> {
     pub case: &'a Case,
@@ -36,7 +36,11 @@ pub struct RunRequest<'a> {
 
 impl RunRequest<'_> {
     pub fn new_run_id(case: &Case, repetition: u32) -> String {
-        format!("{}-r{repetition}-{:08x}", case.label(), rand::random::<u32>())
+        format!(
+            "{}-r{repetition}-{:08x}",
+            case.label(),
+            rand::random::<u32>()
+        )
     }
 }
 
@@ -48,13 +52,23 @@ pub struct RunOutput {
 
 /// Runs one repetition. Errors (worker crash, timeout, stall) carry the run id, the
 /// progress, the queue depth and the worker's stderr tail; no process of the run survives.
-pub fn run_once(h: &Harness, req: &RunRequest, on_progress: &mut dyn FnMut(u64)) -> Result<RunOutput> {
+pub fn run_once(
+    h: &Harness,
+    req: &RunRequest,
+    on_progress: &mut dyn FnMut(u64),
+) -> Result<RunOutput> {
     let case = req.case;
     let started = Instant::now();
     let deadline = started + req.timeout;
     let namespace = h.redis.namespace()?;
-    let workdir = tempfile::Builder::new().prefix("tasq-bench-run-").tempdir()?;
-    let collector = Collector::bind(&workdir.path().join("collector.sock"), &req.run_id, case.task_count)?;
+    let workdir = tempfile::Builder::new()
+        .prefix("tasq-bench-run-")
+        .tempdir()?;
+    let collector = Collector::bind(
+        &workdir.path().join("collector.sock"),
+        &req.run_id,
+        case.task_count,
+    )?;
     let queue = "bench";
     let fixtures = h.fixtures();
     let env = RunEnv {
@@ -68,19 +82,28 @@ pub fn run_once(h: &Harness, req: &RunRequest, on_progress: &mut dyn FnMut(u64))
         celery_prefetch_multiplier: case.celery_prefetch_multiplier,
     };
     let system = case.variant.system;
-    let depth = || namespace.list_len(&systems::queue_key(system, queue)).map_or("unknown".into(), |d| d.to_string());
+    let depth = || {
+        namespace
+            .list_len(&systems::queue_key(system, queue))
+            .map_or("unknown".into(), |d| d.to_string())
+    };
     let producer_command =
         || systems::producer_command(system, &env, 0, case.task_count, case.producer_batch);
 
     let mut producer = None;
     let mut window = None;
     if case.mode == Mode::Drain {
-        let mut drain_producer = ManagedChild::spawn("producer", &mut producer_command(), workdir.path())?;
+        let mut drain_producer =
+            ManagedChild::spawn("producer", &mut producer_command(), workdir.path())?;
         let status = drain_producer.wait_exit(deadline.saturating_duration_since(Instant::now()));
         window = Some(producer_result(&mut drain_producer, status, &req.run_id)?);
         let queued = namespace.list_len(&systems::queue_key(system, queue))?;
         if queued != case.task_count {
-            bail!("run {}: the producer reported success but the queue holds {queued} of {} tasks", req.run_id, case.task_count);
+            bail!(
+                "run {}: the producer reported success but the queue holds {queued} of {} tasks",
+                req.run_id,
+                case.task_count
+            );
         }
     }
 
@@ -90,28 +113,32 @@ pub fn run_once(h: &Harness, req: &RunRequest, on_progress: &mut dyn FnMut(u64))
     let sampler = Sampler::start(vec![worker.pgid()], req.sample_interval);
     collector.reset_stall_clock();
     if case.mode == Mode::Live {
-        producer = Some(ManagedChild::spawn("producer", &mut producer_command(), workdir.path())?);
+        producer = Some(ManagedChild::spawn(
+            "producer",
+            &mut producer_command(),
+            workdir.path(),
+        )?);
     }
 
     let wait_end = collector.wait_all(deadline, req.stall, |done| {
         on_progress(done);
         if let Some(status) = worker.try_exit() {
             bail!(
-                "run {}: the {} worker exited ({status}) after {done}/{} tasks; queue depth {}. Its stderr ends with:\n{}",
+                "run {}: the {} worker exited ({status}) after {done}/{} tasks; queue depth {}. Its output ends with:\n{}",
                 req.run_id,
                 system,
                 case.task_count,
                 depth(),
-                worker.stderr_tail(STDERR_TAIL_LINES)
+                worker.log_tail(LOG_TAIL_LINES)
             );
         }
         if let Some(p) = producer.as_mut() {
             if let Some(status) = p.try_exit().filter(|s| !s.success()) {
                 bail!(
-                    "run {}: the {system} producer failed ({status}) after {done}/{} tasks. Its stderr ends with:\n{}",
+                    "run {}: the {system} producer failed ({status}) after {done}/{} tasks. Its output ends with:\n{}",
                     req.run_id,
                     case.task_count,
-                    p.stderr_tail(STDERR_TAIL_LINES)
+                    p.log_tail(LOG_TAIL_LINES)
                 );
             }
         }
@@ -124,11 +151,11 @@ pub fn run_once(h: &Harness, req: &RunRequest, on_progress: &mut dyn FnMut(u64))
             _ => format!("stalled: no task completed for {:?}", req.stall),
         };
         let message = format!(
-            "run {}: {why} with {done}/{} tasks completed; queue depth {}. The worker's stderr ends with:\n{}",
+            "run {}: {why} with {done}/{} tasks completed; queue depth {}. The worker's output ends with:\n{}",
             req.run_id,
             case.task_count,
             depth(),
-            worker.stderr_tail(STDERR_TAIL_LINES)
+            worker.log_tail(LOG_TAIL_LINES)
         );
         if let Some(p) = producer.as_mut() {
             p.stop(Duration::from_secs(2));
@@ -139,15 +166,19 @@ pub fn run_once(h: &Harness, req: &RunRequest, on_progress: &mut dyn FnMut(u64))
     on_progress(case.task_count);
 
     if let Some(mut live_producer) = producer.take() {
-        let status = live_producer.wait_exit(deadline.saturating_duration_since(Instant::now()) + Duration::from_secs(5));
+        let status = live_producer
+            .wait_exit(deadline.saturating_duration_since(Instant::now()) + Duration::from_secs(5));
         window = Some(producer_result(&mut live_producer, status, &req.run_id)?);
     }
     let graceful = worker.stop(WORKER_GRACE);
     let samples = sampler.stop();
     let tally = collector.finish();
-    let mut errors = systems::verify_worker_config(&case.variant, &worker.stdout(), &worker.stderr_tail(400));
+    let mut errors =
+        systems::verify_worker_config(&case.variant, &worker.stdout(), &worker.stderr_tail(400));
     if !graceful {
-        errors.push(format!("worker did not exit within {WORKER_GRACE:?} of SIGTERM and was killed"));
+        errors.push(format!(
+            "worker did not exit within {WORKER_GRACE:?} of SIGTERM and was killed"
+        ));
     }
 
     let input = MeasureInput {
@@ -161,7 +192,10 @@ pub fn run_once(h: &Harness, req: &RunRequest, on_progress: &mut dyn FnMut(u64))
     let (mut metrics, histograms) = measure::metrics(&input);
     metrics.worker_stopped_gracefully = graceful;
     if metrics.lost > 0 || metrics.duplicated > 0 {
-        errors.push(format!("{} tasks lost, {} duplicated", metrics.lost, metrics.duplicated));
+        errors.push(format!(
+            "{} tasks lost, {} duplicated",
+            metrics.lost, metrics.duplicated
+        ));
     }
     if metrics.failed > 0 {
         errors.push(format!("{} tasks reported a failure", metrics.failed));
@@ -195,7 +229,8 @@ pub fn run_once(h: &Harness, req: &RunRequest, on_progress: &mut dyn FnMut(u64))
             order_seed: req.order_seed,
             position_in_repetition: req.position,
             producer_batch: case.producer_batch,
-            celery_prefetch_multiplier: (system == System::Celery).then_some(case.celery_prefetch_multiplier),
+            celery_prefetch_multiplier: (system == System::Celery)
+                .then_some(case.celery_prefetch_multiplier),
             celery_acks: (system == System::Celery).then(|| "early (Celery default)".to_string()),
             broker_source: h.redis.info.source.clone(),
         },
@@ -207,22 +242,31 @@ pub fn run_once(h: &Harness, req: &RunRequest, on_progress: &mut dyn FnMut(u64))
     Ok(RunOutput { result, histograms })
 }
 
-fn producer_result(producer: &mut ManagedChild, status: Option<std::process::ExitStatus>, run_id: &str) -> Result<ProducerWindow> {
+fn producer_result(
+    producer: &mut ManagedChild,
+    status: Option<std::process::ExitStatus>,
+    run_id: &str,
+) -> Result<ProducerWindow> {
     match status {
         Some(s) if s.success() => {
             let stdout = producer.stdout();
-            let line = stdout.lines().rev().find(|l| l.starts_with('{')).unwrap_or("");
-            serde_json::from_str(line).with_context(|| format!("run {run_id}: unreadable producer output: {stdout:?}"))
+            let line = stdout
+                .lines()
+                .rev()
+                .find(|l| l.starts_with('{'))
+                .unwrap_or("");
+            serde_json::from_str(line)
+                .with_context(|| format!("run {run_id}: unreadable producer output: {stdout:?}"))
         }
         Some(s) => bail!(
-            "run {run_id}: the producer failed ({s}). Its stderr ends with:\n{}",
-            producer.stderr_tail(STDERR_TAIL_LINES)
+            "run {run_id}: the producer failed ({s}). Its output ends with:\n{}",
+            producer.log_tail(LOG_TAIL_LINES)
         ),
         None => {
             producer.stop(Duration::from_secs(2));
             bail!(
-                "run {run_id}: the producer did not finish in time. Its stderr ends with:\n{}",
-                producer.stderr_tail(STDERR_TAIL_LINES)
+                "run {run_id}: the producer did not finish in time. Its output ends with:\n{}",
+                producer.log_tail(LOG_TAIL_LINES)
             )
         }
     }

@@ -42,7 +42,11 @@ impl Sampler {
                 })
                 .expect("spawning the sampler thread")
         };
-        Sampler { samples, stop, thread: Some(thread) }
+        Sampler {
+            samples,
+            stop,
+            thread: Some(thread),
+        }
     }
 
     pub fn stop(mut self) -> Vec<Sample> {
@@ -65,7 +69,12 @@ pub fn sample_groups(pgids: &[i32]) -> Option<Sample> {
     let t_ns = crate::clock::unix_ns();
     let page = procfs::page_size();
     let ticks = procfs::ticks_per_second() as f64;
-    let mut sample = Sample { t_ns, processes: 0, rss_bytes: 0, cpu_seconds: 0.0 };
+    let mut sample = Sample {
+        t_ns,
+        processes: 0,
+        rss_bytes: 0,
+        cpu_seconds: 0.0,
+    };
     for process in procfs::process::all_processes().ok()?.flatten() {
         let Ok(stat) = process.stat() else { continue };
         if pgids.contains(&stat.pgrp) && stat.state != 'Z' {
@@ -89,12 +98,22 @@ pub struct Usage {
 }
 
 pub fn usage(samples: &[Sample], from_ns: u64, to_ns: u64) -> Usage {
-    let inside: Vec<&Sample> = samples.iter().filter(|s| s.t_ns >= from_ns && s.t_ns <= to_ns).collect();
+    let inside: Vec<&Sample> = samples
+        .iter()
+        .filter(|s| s.t_ns >= from_ns && s.t_ns <= to_ns)
+        .collect();
     // Short windows may hold no sample: fall back to all samples.
-    let window: Vec<&Sample> = if inside.len() >= 2 { inside } else { samples.iter().collect() };
+    let window: Vec<&Sample> = if inside.len() >= 2 {
+        inside
+    } else {
+        samples.iter().collect()
+    };
     let mb = |b: u64| b as f64 / (1024.0 * 1024.0);
     let peak = window.iter().map(|s| s.rss_bytes).max().unwrap_or(0);
-    let mut second_half: Vec<u64> = window[window.len() / 2..].iter().map(|s| s.rss_bytes).collect();
+    let mut second_half: Vec<u64> = window[window.len() / 2..]
+        .iter()
+        .map(|s| s.rss_bytes)
+        .collect();
     second_half.sort_unstable();
     let steady = second_half.get(second_half.len() / 2).copied().unwrap_or(0);
     let cpu_percent = match (window.first(), window.last()) {
@@ -126,8 +145,19 @@ mod tests {
 
     #[test]
     fn usage_summarises_a_window() {
-        let s = |t: u64, rss_mb: u64, cpu: f64| Sample { t_ns: t * 1_000_000_000, processes: 1, rss_bytes: rss_mb << 20, cpu_seconds: cpu };
-        let samples = [s(0, 10, 0.0), s(1, 20, 0.5), s(2, 40, 1.0), s(3, 30, 1.5), s(9, 99, 9.0)];
+        let s = |t: u64, rss_mb: u64, cpu: f64| Sample {
+            t_ns: t * 1_000_000_000,
+            processes: 1,
+            rss_bytes: rss_mb << 20,
+            cpu_seconds: cpu,
+        };
+        let samples = [
+            s(0, 10, 0.0),
+            s(1, 20, 0.5),
+            s(2, 40, 1.0),
+            s(3, 30, 1.5),
+            s(9, 99, 9.0),
+        ];
         let u = usage(&samples, 0, 3_000_000_000);
         assert_eq!(u.peak_rss_mb, 40.0);
         assert_eq!(u.steady_rss_mb, 40.0);

@@ -16,9 +16,15 @@ pub fn check_name(name: &str) -> Result<&'static str> {
         return Ok(known);
     }
     if PLANNED.contains(&name) {
-        bail!("scenario '{name}' is not implemented yet (planned); valid scenarios: {}", NAMES.join(", "));
+        bail!(
+            "scenario '{name}' is not implemented yet (planned); valid scenarios: {}",
+            NAMES.join(", ")
+        );
     }
-    bail!("unknown scenario '{name}'; valid scenarios: {}", NAMES.join(", "))
+    bail!(
+        "unknown scenario '{name}'; valid scenarios: {}",
+        NAMES.join(", ")
+    )
 }
 
 /// How load is applied.
@@ -77,7 +83,11 @@ impl Case {
 /// The variants of the throughput scenario: AsyncTasQ asyncio; Celery threads, prefork, solo.
 pub fn throughput_variants(profile: &Profile, cpus: u32) -> Vec<Variant> {
     let sizes = &profile.throughput;
-    let prefork = if sizes.celery_prefork_concurrency == 0 { cpus } else { sizes.celery_prefork_concurrency };
+    let prefork = if sizes.celery_prefork_concurrency == 0 {
+        cpus
+    } else {
+        sizes.celery_prefork_concurrency
+    };
     vec![
         Variant::new(System::Asynctasq, "asyncio", sizes.asynctasq_concurrency),
         Variant::new(System::Celery, "threads", sizes.celery_threads_concurrency),
@@ -117,7 +127,10 @@ mod tests {
             check_name("latency").unwrap_err().to_string(),
             "unknown scenario 'latency'; valid scenarios: throughput"
         );
-        assert!(check_name("io").unwrap_err().to_string().contains("not implemented yet"));
+        assert!(check_name("io")
+            .unwrap_err()
+            .to_string()
+            .contains("not implemented yet"));
     }
 
     #[test]

@@ -32,7 +32,11 @@ fn median(mut values: Vec<f64>) -> f64 {
     }
     values.sort_by(f64::total_cmp);
     let mid = values.len() / 2;
-    if values.len() % 2 == 1 { values[mid] } else { (values[mid - 1] + values[mid]) / 2.0 }
+    if values.len() % 2 == 1 {
+        values[mid]
+    } else {
+        (values[mid - 1] + values[mid]) / 2.0
+    }
 }
 
 /// Groups measured (non-warm-up) results by case and takes medians.
@@ -40,7 +44,13 @@ pub fn summarize(results: &[RunResult]) -> Vec<SummaryRow> {
     let mut keys: Vec<(String, String, String, String, String)> = Vec::new();
     for r in results.iter().filter(|r| !r.configuration.warmup) {
         let c = &r.configuration;
-        let key = (c.system.clone(), c.driver.clone(), c.scenario.clone(), c.variant.clone(), c.mode.clone());
+        let key = (
+            c.system.clone(),
+            c.driver.clone(),
+            c.scenario.clone(),
+            c.variant.clone(),
+            c.mode.clone(),
+        );
         if !keys.contains(&key) {
             keys.push(key);
         }
@@ -52,7 +62,9 @@ pub fn summarize(results: &[RunResult]) -> Vec<SummaryRow> {
                 .iter()
                 .filter(|r| {
                     let c = &r.configuration;
-                    !c.warmup && (&c.system, &c.driver, &c.scenario, &c.variant, &c.mode) == (&key.0, &key.1, &key.2, &key.3, &key.4)
+                    !c.warmup
+                        && (&c.system, &c.driver, &c.scenario, &c.variant, &c.mode)
+                            == (&key.0, &key.1, &key.2, &key.3, &key.4)
                 })
                 .collect();
             let m = |f: fn(&RunResult) -> f64| median(group.iter().map(|r| f(r)).collect());
@@ -83,7 +95,20 @@ pub fn render(rows: &[SummaryRow]) -> String {
     let _ = writeln!(
         out,
         "{:<10} {:<7} {:<12} {:<6} {:>4} {:>10} {:>9} {:>9} {:>9} {:>9} {:>7} {:>6} {:>5} {:>4}",
-        "system", "driver", "variant", "mode", "reps", "enqueue/s", "tasks/s", "p50 ms", "p95 ms", "p99 ms", "RSS MB", "CPU %", "lost", "dup"
+        "system",
+        "driver",
+        "variant",
+        "mode",
+        "reps",
+        "enqueue/s",
+        "tasks/s",
+        "p50 ms",
+        "p95 ms",
+        "p99 ms",
+        "RSS MB",
+        "CPU %",
+        "lost",
+        "dup"
     );
     for r in rows {
         let _ = writeln!(

@@ -58,7 +58,11 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
         harness.redis.info.url,
         harness.redis.info.source
     );
-    let results_root = if args.results.is_absolute() { args.results } else { root.join(args.results) };
+    let results_root = if args.results.is_absolute() {
+        args.results
+    } else {
+        root.join(args.results)
+    };
     let outcome = bench::execute(&harness, &plan, &results_root)?;
     print!("{}", bench_tests::table::render(&outcome.rows));
     println!("results: {}", outcome.run_dir.display());

@@ -9,7 +9,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "cargo xtask", about = "tasq-bench: measure Python task queues on real brokers", arg_required_else_help = true)]
+#[command(
+    name = "cargo xtask",
+    about = "tasq-bench: measure Python task queues on real brokers",
+    arg_required_else_help = true
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

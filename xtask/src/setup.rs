@@ -15,7 +15,13 @@ pub fn run() -> Result<ExitCode> {
         println!("  {name:<12} {version}");
     }
     let redis = &harness.redis.info;
-    println!("redis       {} {} ({})", redis.url, redis.server_version, redis.source);
-    println!("host        {} cpus, {} GB, {}", harness.environment.cpus, harness.environment.memory_gb, harness.environment.os);
+    println!(
+        "redis       {} {} ({})",
+        redis.url, redis.server_version, redis.source
+    );
+    println!(
+        "host        {} cpus, {} GB, {}",
+        harness.environment.cpus, harness.environment.memory_gb, harness.environment.os
+    );
     Ok(ExitCode::SUCCESS)
 }

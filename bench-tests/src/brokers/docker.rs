@@ -17,7 +17,9 @@ pub fn daemon_address() -> String {
 pub fn daemon_answers(limit: Duration) -> bool {
     let address = daemon_address();
     let reply = if let Some(path) = address.strip_prefix("unix://") {
-        UnixStream::connect(path).ok().and_then(|s| exchange(s, limit))
+        UnixStream::connect(path)
+            .ok()
+            .and_then(|s| exchange(s, limit))
     } else if let Some(host) = address.strip_prefix("tcp://") {
         host.to_socket_addrs()
             .ok()
@@ -30,10 +32,7 @@ pub fn daemon_answers(limit: Duration) -> bool {
     reply.is_some_and(|r| r.starts_with("HTTP/1.") && r.contains(" 200 ") && r.ends_with("OK"))
 }
 
-fn exchange<S: Read + Write>(mut stream: S, limit: Duration) -> Option<String>
-where
-    S: SetTimeouts,
-{
+fn exchange<S: Read + Write + SetTimeouts>(mut stream: S, limit: Duration) -> Option<String> {
     stream.set_timeouts(limit);
     stream.write_all(PING).ok()?;
     let mut reply = String::new();

@@ -38,7 +38,10 @@ impl Driver {
                 valid.join(", ")
             );
         }
-        bail!("unknown driver '{name}'; valid drivers: {}", valid.join(", "))
+        bail!(
+            "unknown driver '{name}'; valid drivers: {}",
+            valid.join(", ")
+        )
     }
 }
 
@@ -79,7 +82,10 @@ mod tests {
     fn parse_lists_valid_drivers() {
         assert_eq!(Driver::parse("redis").unwrap(), Driver::Redis);
         let err = Driver::parse("kafka").unwrap_err().to_string();
-        assert!(err.contains("unknown driver 'kafka'") && err.contains("redis"), "{err}");
+        assert!(
+            err.contains("unknown driver 'kafka'") && err.contains("redis"),
+            "{err}"
+        );
         let err = Driver::parse("sqs").unwrap_err().to_string();
         assert!(err.contains("not supported yet"), "{err}");
     }
@@ -87,7 +93,10 @@ mod tests {
     #[test]
     fn redacts_passwords() {
         assert_eq!(redact_url("redis://:secret@h:1/0"), "redis://:***@h:1/0");
-        assert_eq!(redact_url("amqp://guest:guest@h:5672/"), "amqp://guest:***@h:5672/");
+        assert_eq!(
+            redact_url("amqp://guest:guest@h:5672/"),
+            "amqp://guest:***@h:5672/"
+        );
         assert_eq!(redact_url("redis://h:1/0"), "redis://h:1/0");
     }
 }

@@ -31,9 +31,19 @@ pub struct RedisBroker {
 }
 
 impl RedisBroker {
+    /// Follows the source order, reading the URL from `BENCH_REDIS_URL`.
     pub fn provide(progress: &mut dyn FnMut(&str)) -> Result<RedisBroker> {
+        Self::provide_from(std::env::var(ENV_URL).ok(), progress)
+    }
+
+    /// Follows the source order with `env_url` standing for `BENCH_REDIS_URL`. A URL the
+    /// user gave is never silently replaced: if it does not answer, that is the error.
+    pub fn provide_from(
+        env_url: Option<String>,
+        progress: &mut dyn FnMut(&str),
+    ) -> Result<RedisBroker> {
         let mut tried = Vec::new();
-        if let Ok(url) = std::env::var(ENV_URL) {
+        if let Some(url) = env_url {
             let base = base_url(&url);
             let version = ping(&base)
                 .map_err(|e| anyhow!("Redis at {} (from {ENV_URL}) is unreachable: {e:#}. Check the URL or unset {ENV_URL} to let the harness find or start one.", redact_url(&url)))?;
@@ -46,18 +56,28 @@ impl RedisBroker {
             match start_container() {
                 Ok((container, base)) => {
                     let version = ping(&base)?;
-                    let mut broker = Self::found(format!("testcontainers redis:{IMAGE_TAG}"), base, version);
+                    let mut broker =
+                        Self::found(format!("testcontainers redis:{IMAGE_TAG}"), base, version);
                     broker._container = Some(container);
                     return Ok(broker);
                 }
                 Err(e) => tried.push(format!("testcontainers redis:{IMAGE_TAG} ({e:#})")),
             }
         } else {
-            tried.push(format!("testcontainers (no Docker daemon answered at {})", docker::daemon_address()));
+            tried.push(format!(
+                "testcontainers (no Docker daemon answered at {})",
+                docker::daemon_address()
+            ));
         }
 
         match ping(DEFAULT_URL) {
-            Ok(version) => return Ok(Self::found(format!("local {}", &DEFAULT_URL[8..]), DEFAULT_URL.into(), version)),
+            Ok(version) => {
+                return Ok(Self::found(
+                    format!("local {}", &DEFAULT_URL[8..]),
+                    DEFAULT_URL.into(),
+                    version,
+                ))
+            }
             Err(e) => tried.push(format!("{DEFAULT_URL} ({e:#})")),
         }
 
@@ -79,7 +99,12 @@ impl RedisBroker {
 
     fn found(source: String, base_url: String, server_version: String) -> RedisBroker {
         RedisBroker {
-            info: BrokerInfo { driver: Driver::Redis, source, url: redact_url(&base_url), server_version },
+            info: BrokerInfo {
+                driver: Driver::Redis,
+                source,
+                url: redact_url(&base_url),
+                server_version,
+            },
             base_url,
             _container: None,
             _server: None,
@@ -90,16 +115,25 @@ impl RedisBroker {
     pub fn namespace(&self) -> Result<RedisNamespace> {
         let lock_dir = std::env::temp_dir().join("tasq-bench-locks");
         std::fs::create_dir_all(&lock_dir)?;
-        let server_key: String = self.base_url.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect();
+        let server_key: String = self
+            .base_url
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+            .collect();
         let mut foreign = Vec::new();
         // Database 0 is left alone: it is where other users of a shared server keep data.
         for db in 1..=15u8 {
             let lock_path: PathBuf = lock_dir.join(format!("{server_key}-db{db}.lock"));
-            let lock = File::create(&lock_path).with_context(|| format!("creating {}", lock_path.display()))?;
+            let lock = File::create(&lock_path)
+                .with_context(|| format!("creating {}", lock_path.display()))?;
             if lock.try_lock().is_err() {
                 continue;
             }
-            let namespace = RedisNamespace { base_url: self.base_url.clone(), db, _lock: lock };
+            let namespace = RedisNamespace {
+                base_url: self.base_url.clone(),
+                db,
+                _lock: lock,
+            };
             let mut conn = namespace.connection()?;
             let size: u64 = redis::cmd("DBSIZE").query(&mut conn)?;
             let owned: bool = redis::cmd("EXISTS").arg(OWNER_KEY).query(&mut conn)?;
@@ -141,7 +175,12 @@ impl RedisNamespace {
 
     pub fn flush(&self) -> Result<()> {
         let mut conn = self.connection()?;
-        redis::pipe().cmd("FLUSHDB").cmd("SET").arg(OWNER_KEY).arg("tasq-bench").query::<()>(&mut conn)?;
+        redis::pipe()
+            .cmd("FLUSHDB")
+            .cmd("SET")
+            .arg(OWNER_KEY)
+            .arg("tasq-bench")
+            .query::<()>(&mut conn)?;
         Ok(())
     }
 
@@ -162,16 +201,24 @@ impl Drop for RedisNamespace {
 fn base_url(url: &str) -> String {
     let trimmed = url.trim_end_matches('/');
     match trimmed.rsplit_once('/') {
-        Some((head, db)) if !head.ends_with('/') && db.chars().all(|c| c.is_ascii_digit()) => head.to_string(),
+        Some((head, db)) if !head.ends_with('/') && db.chars().all(|c| c.is_ascii_digit()) => {
+            head.to_string()
+        }
         _ => trimmed.to_string(),
     }
 }
 
 fn connect(url: &str) -> Result<redis::Connection> {
-    let client = redis::Client::open(url).with_context(|| format!("invalid Redis URL {}", redact_url(url)))?;
+    let client = redis::Client::open(url)
+        .with_context(|| format!("invalid Redis URL {}", redact_url(url)))?;
     let conn = client
         .get_connection_with_timeout(CONNECT_TIMEOUT)
-        .with_context(|| format!("connecting to {} (timeout {CONNECT_TIMEOUT:?})", redact_url(url)))?;
+        .with_context(|| {
+            format!(
+                "connecting to {} (timeout {CONNECT_TIMEOUT:?})",
+                redact_url(url)
+            )
+        })?;
     conn.set_read_timeout(Some(Duration::from_secs(10)))?;
     conn.set_write_timeout(Some(Duration::from_secs(10)))?;
     Ok(conn)
@@ -195,14 +242,25 @@ fn start_container() -> Result<(Container<RedisImage>, String)> {
     Ok((container, format!("redis://127.0.0.1:{port}")))
 }
 
-fn start_local_server(progress: &mut dyn FnMut(&str)) -> Result<(ManagedChild, tempfile::TempDir, String)> {
+fn start_local_server(
+    progress: &mut dyn FnMut(&str),
+) -> Result<(ManagedChild, tempfile::TempDir, String)> {
     let dir = tempfile::tempdir()?;
     let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
     progress(&format!("starting redis-server on 127.0.0.1:{port}"));
     let mut child = ManagedChild::spawn(
         "redis-server",
         Command::new("redis-server")
-            .args(["--bind", "127.0.0.1", "--port", &port.to_string(), "--save", "", "--appendonly", "no"])
+            .args([
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                &port.to_string(),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
             .arg("--dir")
             .arg(dir.path()),
         dir.path(),

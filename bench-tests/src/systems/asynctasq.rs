@@ -18,7 +18,15 @@ pub fn configured(env: &RunEnv, program: PathBuf) -> Command {
 
 pub fn worker_command(variant: &Variant, env: &RunEnv) -> Command {
     let mut command = configured(env, env.python.python.clone());
-    command.args(["-m", "asynctasq", "worker", "--driver", "redis", "--queues", env.queue]);
+    command.args([
+        "-m",
+        "asynctasq",
+        "worker",
+        "--driver",
+        "redis",
+        "--queues",
+        env.queue,
+    ]);
     command.args(["--concurrency", &variant.concurrency.to_string()]);
     command
 }

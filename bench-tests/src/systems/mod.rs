@@ -64,7 +64,11 @@ pub struct Variant {
 
 impl Variant {
     pub fn new(system: System, pool: &str, concurrency: u32) -> Variant {
-        Variant { system, pool: pool.to_string(), concurrency }
+        Variant {
+            system,
+            pool: pool.to_string(),
+            concurrency,
+        }
     }
 
     /// e.g. `asyncio-c10`.
@@ -114,13 +118,33 @@ pub fn worker_command(variant: &Variant, env: &RunEnv) -> Command {
 }
 
 /// The producer command: enqueues tasks `first..first+count` through the system's client.
-pub fn producer_command(system: System, env: &RunEnv, first: u64, count: u64, batch: u32) -> Command {
+pub fn producer_command(
+    system: System,
+    env: &RunEnv,
+    first: u64,
+    count: u64,
+    batch: u32,
+) -> Command {
     let mut command = match system {
         System::Asynctasq => asynctasq::configured(env, env.python.python.clone()),
         System::Celery => celery::configured(env, env.python.python.clone()),
     };
-    command.args(["-m", "tasq_fixtures.produce", "--system", system.name(), "--run-id", env.run_id]);
-    command.args(["--first", &first.to_string(), "--count", &count.to_string(), "--batch", &batch.to_string()]);
+    command.args([
+        "-m",
+        "tasq_fixtures.produce",
+        "--system",
+        system.name(),
+        "--run-id",
+        env.run_id,
+    ]);
+    command.args([
+        "--first",
+        &first.to_string(),
+        "--count",
+        &count.to_string(),
+        "--batch",
+        &batch.to_string(),
+    ]);
     command
 }
 

@@ -1,0 +1,157 @@
+//! Bad input gets a clear error that says what to do, quickly; failed runs leave no process.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use bench_tests::bench::{BenchPlan, BenchRequest};
+use bench_tests::brokers::redis::RedisBroker;
+use bench_tests::run::run_once;
+use bench_tests::scenario::Mode;
+use bench_tests::systems::System;
+use rstest::rstest;
+
+fn plan_error(profile: &str, scenario: &str, system: &str, driver: &str) -> String {
+    let request = BenchRequest {
+        profile: profile.into(),
+        scenarios: vec![scenario.into()],
+        systems: vec![system.into()],
+        drivers: vec![driver.into()],
+        seed: None,
+    };
+    BenchPlan::new(&bench_tests::project_root(), &request, 2)
+        .unwrap_err()
+        .to_string()
+}
+
+#[rstest]
+#[case::profile(
+    "huge",
+    "throughput",
+    "celery",
+    "redis",
+    "unknown profile 'huge'; valid profiles: ci, local, bare-metal, aws"
+)]
+#[case::scenario(
+    "ci",
+    "warp",
+    "celery",
+    "redis",
+    "unknown scenario 'warp'; valid scenarios: throughput"
+)]
+#[case::system(
+    "ci",
+    "throughput",
+    "dramatiq",
+    "redis",
+    "unknown system 'dramatiq'; valid systems: asynctasq, celery"
+)]
+#[case::driver(
+    "ci",
+    "throughput",
+    "celery",
+    "kafka",
+    "unknown driver 'kafka'; valid drivers: redis"
+)]
+fn unknown_names_list_the_valid_ones(
+    #[case] profile: &str,
+    #[case] scenario: &str,
+    #[case] system: &str,
+    #[case] driver: &str,
+    #[case] expected: &str,
+) {
+    assert_eq!(plan_error(profile, scenario, system, driver), expected);
+}
+
+#[rstest]
+#[case::refused("redis://127.0.0.1:1")]
+#[case::blackholed("redis://10.255.255.1:6379")]
+fn unreachable_broker_url_fails_fast_and_names_the_url(#[case] url: &str) {
+    let start = Instant::now();
+    let err = RedisBroker::provide_from(Some(url.to_string()), &mut |_| {})
+        .err()
+        .expect("an unreachable URL is an error");
+    let message = format!("{err:#}");
+    assert!(
+        start.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        start.elapsed()
+    );
+    assert!(
+        message.contains(url) && message.contains("BENCH_REDIS_URL"),
+        "{message}"
+    );
+}
+
+#[rstest]
+#[case::asynctasq_bad_setting(
+    System::Asynctasq,
+    "asyncio",
+    "ASYNCTASQ_REDIS_DB",
+    "99",
+    "db must be between 0 and 15"
+)]
+#[case::celery_missing_app(
+    System::Celery,
+    "threads",
+    "PYTHONPATH",
+    "/nonexistent",
+    "Unable to load celery application"
+)]
+fn worker_that_exits_at_start_shows_its_stderr(
+    #[case] system: System,
+    #[case] pool: &str,
+    #[case] key: &str,
+    #[case] value: &str,
+    #[case] expected_in_stderr: &str,
+) {
+    let h = common::harness();
+    let profile = common::ci_profile();
+    let case = common::throughput_case(system, pool, Mode::Live);
+    let mut request = common::request(&case, &profile);
+    request.extra_worker_env = vec![(key.into(), value.into())];
+    let start = Instant::now();
+    let err = format!(
+        "{:#}",
+        run_once(h, &request, &mut |_| {})
+            .err()
+            .expect("the worker cannot start")
+    );
+    assert!(err.contains("worker exited"), "{err}");
+    assert!(err.contains(expected_in_stderr), "{err}");
+    assert!(
+        start.elapsed() < Duration::from_secs(30),
+        "noticed in {:?}",
+        start.elapsed()
+    );
+    assert!(common::processes_of_run(&request.run_id).is_empty());
+}
+
+#[test]
+fn run_timeout_fails_and_leaves_no_process() {
+    let h = common::harness();
+    let profile = common::ci_profile();
+    let mut case = common::throughput_case(System::Celery, "prefork", Mode::Live);
+    case.task_count = 1_000_000;
+    let mut request = common::request(&case, &profile);
+    request.timeout = Duration::from_secs(4);
+    let start = Instant::now();
+    let err = format!(
+        "{:#}",
+        run_once(h, &request, &mut |_| {})
+            .err()
+            .expect("a million tasks cannot finish in 4 s")
+    );
+    assert!(err.contains("timed out after 4s"), "{err}");
+    assert!(err.contains("tasks completed; queue depth"), "{err}");
+    assert!(
+        start.elapsed() < Duration::from_secs(20),
+        "returned after {:?}",
+        start.elapsed()
+    );
+    let survivors = common::processes_of_run(&request.run_id);
+    assert!(
+        survivors.is_empty(),
+        "processes of the run still alive: {survivors:?}"
+    );
+}

@@ -1,0 +1,75 @@
+//! Shared by the scenario tests: one provisioned harness per test binary, the `ci`
+//! profile, and a look at the process table.
+#![allow(dead_code)]
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use bench_tests::harness::Harness;
+use bench_tests::profile::Profile;
+use bench_tests::run::RunRequest;
+use bench_tests::scenario::{self, Case, Mode};
+use bench_tests::systems::System;
+
+pub fn harness() -> &'static Harness {
+    static HARNESS: OnceLock<Harness> = OnceLock::new();
+    HARNESS.get_or_init(|| {
+        Harness::provision(&mut |line| eprintln!("{line}")).expect("provisioning the harness")
+    })
+}
+
+pub fn ci_profile() -> Profile {
+    Profile::load(&bench_tests::project_root(), "ci").expect("the ci profile loads")
+}
+
+/// The ci-profile throughput case of a system, pool and mode.
+pub fn throughput_case(system: System, pool: &str, mode: Mode) -> Case {
+    let profile = ci_profile();
+    scenario::cases(
+        &profile,
+        "throughput",
+        bench_tests::brokers::Driver::Redis,
+        harness().cpus(),
+    )
+    .expect("throughput cases")
+    .into_iter()
+    .find(|c| c.variant.system == system && c.variant.pool == pool && c.mode == mode)
+    .unwrap_or_else(|| panic!("no ci case for {system} {pool} {mode:?}"))
+}
+
+/// A measured (non-warm-up) request with the ci profile's bounds.
+pub fn request<'a>(case: &'a Case, profile: &'a Profile) -> RunRequest<'a> {
+    RunRequest {
+        case,
+        profile_name: &profile.name,
+        run_id: RunRequest::new_run_id(case, 0),
+        repetition: 0,
+        warmup: false,
+        order_seed: 0,
+        position: 0,
+        timeout: Duration::from_secs(profile.run_timeout_secs),
+        stall: Duration::from_secs(profile.stall_timeout_secs),
+        sample_interval: Duration::from_millis(profile.sample_interval_ms),
+        extra_worker_env: Vec::new(),
+    }
+}
+
+/// Pids of live processes whose environment carries `BENCH_RUN_ID=<run_id>`.
+pub fn processes_of_run(run_id: &str) -> Vec<i32> {
+    let needle = format!("BENCH_RUN_ID={run_id}");
+    procfs::process::all_processes()
+        .expect("reading /proc")
+        .flatten()
+        .filter(|p| p.stat().map(|s| s.state != 'Z').unwrap_or(false))
+        .filter(|p| {
+            p.environ()
+                .map(|env| {
+                    env.iter().any(|(k, v)| {
+                        format!("{}={}", k.to_string_lossy(), v.to_string_lossy()) == needle
+                    })
+                })
+                .unwrap_or(false)
+        })
+        .map(|p| p.pid)
+        .collect()
+}

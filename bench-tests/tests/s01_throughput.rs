@@ -1,0 +1,222 @@
+//! Scenario 1 (throughput) at ci size, for real: every system × variant × mode on Redis.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use bench_tests::bench::{self, BenchPlan, BenchRequest};
+use bench_tests::result::RunResult;
+use bench_tests::run::run_once;
+use bench_tests::scenario::Mode;
+use bench_tests::systems::System;
+use rstest::rstest;
+
+#[rstest]
+#[case::asynctasq_asyncio(System::Asynctasq, "asyncio")]
+#[case::celery_threads(System::Celery, "threads")]
+#[case::celery_prefork(System::Celery, "prefork")]
+#[case::celery_solo(System::Celery, "solo")]
+fn throughput_completes_exactly(
+    #[case] system: System,
+    #[case] pool: &str,
+    #[values(Mode::Drain, Mode::Live)] mode: Mode,
+) {
+    let h = common::harness();
+    let profile = common::ci_profile();
+    let case = common::throughput_case(system, pool, mode);
+    let request = common::request(&case, &profile);
+    let _shared = bench::measurement_lock(false, Duration::from_secs(1800)).unwrap();
+    let out = run_once(h, &request, &mut |_| {}).unwrap_or_else(|e| panic!("{e:#}"));
+    let m = &out.result.metrics;
+    let n = case.task_count;
+
+    assert_eq!(m.completed, n, "every task completes exactly once");
+    assert_eq!(
+        (m.lost, m.duplicated, m.failed, m.foreign_records),
+        (0, 0, 0, 0)
+    );
+    assert_eq!(
+        out.histograms.end_to_end.len(),
+        n,
+        "one latency sample per distinct task"
+    );
+    assert!(m.throughput_tasks_per_sec > 0.0 && m.enqueue_rate_per_sec > 0.0);
+    assert!(m.processing_time_from_spawn_seconds >= m.processing_time_seconds);
+    assert!(
+        m.latency_p50_ms > 0.0
+            && m.latency_p50_ms <= m.latency_p95_ms
+            && m.latency_p95_ms <= m.latency_p99_ms
+    );
+    assert!(m.latency_p99_ms <= m.latency_max_ms * 1.001);
+    assert!(m.memory_rss_mb > 0.0 && m.cpu_percent > 0.0);
+    assert!(out.result.errors.is_empty(), "{:?}", out.result.errors);
+    assert!(m.worker_stopped_gracefully, "SIGTERM stopped the worker");
+    // Prefork spreads tasks over its children; the others run them in one process.
+    let expected_pids = if pool == "prefork" {
+        2..=case.variant.concurrency
+    } else {
+        1..=1
+    };
+    assert!(
+        expected_pids.contains(&m.task_pids),
+        "{} task pids",
+        m.task_pids
+    );
+    assert_eq!(
+        out.result
+            .environment
+            .versions
+            .get(system.package())
+            .map(String::as_str),
+        Some(expected_version(system))
+    );
+    assert!(
+        common::processes_of_run(&request.run_id).is_empty(),
+        "no process of the run survives"
+    );
+}
+
+fn expected_version(system: System) -> &'static str {
+    match system {
+        System::Asynctasq => "1.7.0",
+        System::Celery => "5.7.0",
+    }
+}
+
+/// The full pipeline as `cargo xtask bench` runs it: warm-up, measured repetition,
+/// files on disk, schema keys, and the shape of one result (numbers redacted).
+#[test]
+fn bench_writes_results_with_the_schema() {
+    let h = common::harness();
+    let request = BenchRequest {
+        profile: "ci".into(),
+        scenarios: vec!["throughput".into()],
+        systems: vec!["asynctasq".into()],
+        drivers: vec!["redis".into()],
+        seed: Some(7),
+    };
+    let plan = BenchPlan::new(&h.root, &request, h.cpus()).unwrap();
+    let results_root = tempfile::tempdir().unwrap();
+    let outcome = bench::execute(h, &plan, results_root.path()).unwrap();
+    assert!(outcome.failures.is_empty(), "{:?}", outcome.failures);
+    assert_eq!(outcome.rows.len(), 2, "drain and live");
+
+    let runs = std::fs::read_dir(outcome.run_dir.join("runs"))
+        .unwrap()
+        .flatten();
+    let run_files: Vec<_> = runs
+        .filter(|e| e.path().extension().is_some_and(|x| x == "json"))
+        .collect();
+    let warmups = std::fs::read_dir(outcome.run_dir.join("runs/warmup"))
+        .unwrap()
+        .count();
+    assert_eq!((run_files.len(), warmups), (2, 2));
+    for file in &run_files {
+        let text = std::fs::read_to_string(file.path()).unwrap();
+        let value: serde_json::Value = serde_json::from_str(&text).unwrap();
+        for key in [
+            "benchmark_id",
+            "timestamp",
+            "configuration",
+            "metrics",
+            "errors",
+            "environment",
+        ] {
+            assert!(value.get(key).is_some(), "{key} missing");
+        }
+        for key in [
+            "system",
+            "driver",
+            "workers",
+            "task_count",
+            "scenario",
+            "mode",
+            "variant",
+            "profile",
+        ] {
+            assert!(
+                value["configuration"].get(key).is_some(),
+                "configuration.{key} missing"
+            );
+        }
+        for key in [
+            "enqueue_time_seconds",
+            "processing_time_seconds",
+            "throughput_tasks_per_sec",
+            "latency_mean_ms",
+            "latency_p50_ms",
+            "latency_p95_ms",
+            "latency_p99_ms",
+            "memory_rss_mb",
+            "cpu_percent",
+        ] {
+            assert!(
+                value["metrics"][key].as_f64().is_some_and(|v| v > 0.0),
+                "metrics.{key} is not a positive number"
+            );
+        }
+        for key in ["host", "cpus", "python", "versions", "git_rev"] {
+            assert!(
+                value["environment"].get(key).is_some(),
+                "environment.{key} missing"
+            );
+        }
+        let typed: RunResult = serde_json::from_value(value.clone()).unwrap();
+        assert_eq!(typed.configuration.order_seed, 7);
+        let histogram = outcome
+            .run_dir
+            .join("histograms")
+            .join(format!("{}.hgrm", typed.benchmark_id));
+        assert!(std::fs::read_to_string(histogram)
+            .unwrap()
+            .contains("Total count    =         2000"));
+    }
+    let summary: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(outcome.run_dir.join("summary.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(summary["rows"].as_array().map(Vec::len), Some(2));
+
+    let drain = run_files
+        .iter()
+        .find(|f| f.file_name().to_string_lossy().contains("-drain-"))
+        .unwrap();
+    let value: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(drain.path()).unwrap()).unwrap();
+    insta::with_settings!({ snapshot_path => "../../snapshots", prepend_module_to_snapshot => false }, {
+        insta::assert_json_snapshot!("throughput_run_shape", shape(&value));
+    });
+    let modes: BTreeSet<String> = outcome
+        .results
+        .iter()
+        .map(|r| r.configuration.mode.clone())
+        .collect();
+    assert_eq!(modes.into_iter().collect::<Vec<_>>(), ["drain", "live"]);
+}
+
+/// The result with every number and every machine- or time-dependent string replaced by
+/// a placeholder, and arrays cut to their first element: what the snapshot pins is shape.
+fn shape(value: &serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    match value {
+        Value::Number(_) => Value::String("<number>".into()),
+        Value::Array(items) => Value::Array(items.iter().take(1).map(shape).collect()),
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .map(|(k, v)| {
+                    let redacted = match k.as_str() {
+                        "benchmark_id" | "timestamp" | "host" | "git_rev" | "os" | "python"
+                        | "python_source" | "broker_version" | "broker_source" => {
+                            Value::String(format!("<{k}>"))
+                        }
+                        "versions" => Value::String("<package versions>".into()),
+                        _ => shape(v),
+                    };
+                    (k.clone(), redacted)
+                })
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}

@@ -13,6 +13,7 @@ pub mod output;
 pub mod procs;
 pub mod profile;
 pub mod python;
+pub mod recorder_cost;
 pub mod result;
 pub mod run;
 pub mod sampler;

@@ -23,5 +23,12 @@ pub fn run() -> Result<ExitCode> {
         "host        {} cpus, {} GB, {}",
         harness.environment.cpus, harness.environment.memory_gb, harness.environment.os
     );
+    let cost = bench_tests::recorder_cost::measure(&harness, 5000, 5)?;
+    println!(
+        "recorder    {:.1} us per task (median of {} batches; a Redis INCR here: {:.1} us)",
+        cost.median_record_us(),
+        cost.record_us.len(),
+        cost.median_redis_incr_us()
+    );
     Ok(ExitCode::SUCCESS)
 }

@@ -48,14 +48,11 @@ impl BenchPlan {
             .iter()
             .map(|s| System::parse(s))
             .collect::<Result<Vec<_>>>()?;
-        let drivers = match request.drivers.is_empty() {
-            true => Driver::ALL.to_vec(),
-            false => request
-                .drivers
-                .iter()
-                .map(|d| Driver::parse(d))
-                .collect::<Result<Vec<_>>>()?,
-        };
+        let chosen_drivers = request
+            .drivers
+            .iter()
+            .map(|d| Driver::parse(d))
+            .collect::<Result<Vec<_>>>()?;
         let scenarios: Vec<&str> = match request.scenarios.is_empty() {
             true => scenario::NAMES.to_vec(),
             false => request
@@ -66,7 +63,12 @@ impl BenchPlan {
         };
         let mut cases = Vec::new();
         for name in scenarios {
-            for &driver in &drivers {
+            let drivers = if chosen_drivers.is_empty() {
+                scenario::default_drivers(name)
+            } else {
+                chosen_drivers.clone()
+            };
+            for driver in drivers {
                 cases.extend(
                     scenario::cases(&profile, name, driver, cpus)?
                         .into_iter()
@@ -86,6 +88,14 @@ impl BenchPlan {
             cases,
             seed,
         })
+    }
+
+    /// The brokers the plan's cases use, in order.
+    pub fn drivers(&self) -> Vec<Driver> {
+        let mut drivers: Vec<Driver> = self.cases.iter().map(|c| c.driver).collect();
+        drivers.sort();
+        drivers.dedup();
+        drivers
     }
 
     pub fn total_runs(&self) -> u64 {

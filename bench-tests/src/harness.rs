@@ -5,31 +5,37 @@ use std::process::Command;
 
 use anyhow::Result;
 
-use crate::brokers::redis::RedisBroker;
+use std::sync::Arc;
+
+use crate::brokers::{Broker, BrokerSet, Driver};
 use crate::python::PythonEnv;
 use crate::result::Environment;
 
 pub struct Harness {
     pub root: PathBuf,
     pub python: PythonEnv,
-    pub redis: RedisBroker,
+    pub brokers: BrokerSet,
     pub environment: Environment,
 }
 
 impl Harness {
-    /// Finds or builds Python and the venv, then finds or starts Redis.
+    /// Finds or builds Python and the venv; brokers are found or started on first use.
     pub fn provision(progress: &mut dyn FnMut(&str)) -> Result<Harness> {
         crate::procs::install_interrupt_handler();
         let root = crate::project_root();
         let python = PythonEnv::provision(&root, progress)?;
-        let redis = RedisBroker::provide(progress)?;
-        let environment = host_environment(&root, &python, &redis.info.server_version);
+        let environment = host_environment(&root, &python);
         Ok(Harness {
             root,
+            brokers: BrokerSet::new(python.clone()),
             python,
-            redis,
             environment,
         })
+    }
+
+    /// The broker for `driver`, found or started once per harness.
+    pub fn broker(&self, driver: Driver) -> Result<Arc<dyn Broker>> {
+        self.brokers.get(driver, &mut |line| eprintln!("  {line}"))
     }
 
     pub fn fixtures(&self) -> PathBuf {
@@ -47,7 +53,7 @@ pub fn cpu_count() -> u32 {
         .unwrap_or(1)
 }
 
-fn host_environment(root: &Path, python: &PythonEnv, broker_version: &str) -> Environment {
+fn host_environment(root: &Path, python: &PythonEnv) -> Environment {
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .unwrap_or_default()
         .trim()
@@ -72,7 +78,7 @@ fn host_environment(root: &Path, python: &PythonEnv, broker_version: &str) -> En
         python_source: python.source.clone(),
         versions: python.packages.clone(),
         git_rev: git_rev(root),
-        broker_version: broker_version.to_string(),
+        broker_version: String::new(),
         harness_version: env!("CARGO_PKG_VERSION").to_string(),
     }
 }

@@ -7,7 +7,8 @@ use std::io::{Read, Seek, SeekFrom};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::{Mutex, Once};
+use std::sync::mpsc;
+use std::sync::{Mutex, Once, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -222,6 +223,45 @@ impl Drop for ManagedChild {
                 .remove(&self.pgid);
         }
     }
+}
+
+type SpawnJob = Box<dyn FnOnce() + Send>;
+
+/// Spawns a server that lives as long as the harness (redis-server, moto_server).
+/// PR_SET_PDEATHSIG fires when the spawning *thread* exits, so servers are spawned from
+/// a keeper thread that lives until the process ends: the server dies with the process,
+/// never earlier (a test thread that first needed it may end long before).
+pub fn spawn_server(name: &str, command: Command, log_dir: &Path) -> Result<ManagedChild> {
+    static KEEPER: OnceLock<Mutex<mpsc::Sender<SpawnJob>>> = OnceLock::new();
+    let keeper = KEEPER.get_or_init(|| {
+        let (jobs, incoming) = mpsc::channel::<SpawnJob>();
+        thread::Builder::new()
+            .name("server-keeper".into())
+            .spawn(move || {
+                for job in incoming {
+                    job();
+                }
+                // Never return: the servers' death signal is tied to this thread.
+                loop {
+                    thread::park();
+                }
+            })
+            .expect("spawning the server keeper thread");
+        Mutex::new(jobs)
+    });
+    let (reply, answer) = mpsc::channel();
+    let (name, log_dir) = (name.to_string(), log_dir.to_path_buf());
+    let mut command = command;
+    keeper
+        .lock()
+        .expect("server keeper")
+        .send(Box::new(move || {
+            let _ = reply.send(ManagedChild::spawn(&name, &mut command, &log_dir));
+        }))
+        .map_err(|_| anyhow::anyhow!("the server keeper thread is gone"))?;
+    answer
+        .recv()
+        .map_err(|_| anyhow::anyhow!("the server keeper thread is gone"))?
 }
 
 /// The last `lines` lines of a log file (reads at most its last 64 KiB).

@@ -25,6 +25,18 @@ pub struct Profile {
     /// Sampler interval for worker RSS/CPU.
     pub sample_interval_ms: u64,
     pub throughput: ThroughputSizes,
+    pub drivers: DriverSizes,
+}
+
+/// Scenario `drivers`: one drain workload on every broker.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DriverSizes {
+    pub task_count: u64,
+    /// Smaller for SQS: an emulator slows down as its queue gets deep.
+    pub sqs_task_count: u64,
+    pub asynctasq_concurrency: u32,
+    pub celery_threads_concurrency: u32,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]

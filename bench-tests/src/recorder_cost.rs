@@ -37,24 +37,50 @@ fn median(values: &[f64]) -> f64 {
 
 /// Sends `count * batches` records from a Python process to a real collector.
 pub fn measure(h: &Harness, count: u64, batches: u64) -> Result<RecorderCost> {
-    let workdir = tempfile::Builder::new().prefix("tasq-bench-recorder-").tempdir()?;
+    let workdir = tempfile::Builder::new()
+        .prefix("tasq-bench-recorder-")
+        .tempdir()?;
     let run_id = format!("recorder-cost-{:08x}", rand::random::<u32>());
     let total = count * batches;
     let collector = Collector::bind(&workdir.path().join("collector.sock"), &run_id, total)?;
-    let namespace = h.redis.namespace()?;
+    let namespace = h
+        .broker(crate::brokers::Driver::Redis)?
+        .namespace("recorder")?;
     let mut command = std::process::Command::new(&h.python.python);
     command
         .current_dir(workdir.path())
         .env("PYTHONPATH", h.fixtures())
         .env("BENCH_RUN_ID", &run_id)
         .env("BENCH_COLLECTOR_SOCKET", collector.socket_path())
-        .args(["-m", "tasq_fixtures.recorder_cost", "--count", &count.to_string()])
-        .args(["--batches", &batches.to_string(), "--redis-url", &namespace.url()]);
-    let (status, stdout) = crate::procs::run_bounded("recorder-cost", &mut command, workdir.path(), Duration::from_secs(120))?;
+        .args([
+            "-m",
+            "tasq_fixtures.recorder_cost",
+            "--count",
+            &count.to_string(),
+        ])
+        .args([
+            "--batches",
+            &batches.to_string(),
+            "--redis-url",
+            &namespace.celery_url(),
+        ]);
+    let (status, stdout) = crate::procs::run_bounded(
+        "recorder-cost",
+        &mut command,
+        workdir.path(),
+        Duration::from_secs(120),
+    )?;
     if !status.success() {
-        bail!("recorder cost script failed ({status}): {}", crate::procs::tail_of_file(&workdir.path().join("recorder-cost.err"), 20));
+        bail!(
+            "recorder cost script failed ({status}): {}",
+            crate::procs::tail_of_file(&workdir.path().join("recorder-cost.err"), 20)
+        );
     }
-    let end = collector.wait_all(Instant::now() + Duration::from_secs(10), Duration::from_secs(10), |_| Ok(()))?;
+    let end = collector.wait_all(
+        Instant::now() + Duration::from_secs(10),
+        Duration::from_secs(10),
+        |_| Ok(()),
+    )?;
     let delivered = collector.distinct();
     if end != WaitEnd::Complete {
         bail!("the collector received {delivered} of {total} recorder datagrams");
@@ -64,7 +90,8 @@ pub fn measure(h: &Harness, count: u64, batches: u64) -> Result<RecorderCost> {
         record_ns: Vec<f64>,
         redis_incr_ns: Vec<f64>,
     }
-    let raw: Raw = serde_json::from_str(stdout.trim()).with_context(|| format!("unreadable output: {stdout}"))?;
+    let raw: Raw = serde_json::from_str(stdout.trim())
+        .with_context(|| format!("unreadable output: {stdout}"))?;
     Ok(RecorderCost {
         record_us: raw.record_ns.iter().map(|ns| ns / 1e3).collect(),
         redis_incr_us: raw.redis_incr_ns.iter().map(|ns| ns / 1e3).collect(),

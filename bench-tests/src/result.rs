@@ -39,6 +39,8 @@ pub struct Configuration {
     pub celery_prefetch_multiplier: Option<u32>,
     pub celery_acks: Option<String>,
     pub broker_source: String,
+    /// What a reader must weigh: an emulator instead of the real service, an experimental transport.
+    pub caveats: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

@@ -5,11 +5,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 
+use crate::brokers::Driver;
 use crate::collector::{Collector, WaitEnd};
 use crate::harness::Harness;
 use crate::measure::{self, MeasureInput, ProducerWindow};
 use crate::procs::ManagedChild;
-use crate::result::{Configuration, RunResult, TimePoint};
+use crate::result::{Configuration, Environment, RunResult, TimePoint};
 use crate::sampler::Sampler;
 use crate::scenario::{Case, Mode};
 use crate::systems::{self, RunEnv, System};
@@ -17,6 +18,8 @@ use crate::systems::{self, RunEnv, System};
 /// Workers get this long to finish in-flight tasks after SIGTERM before SIGKILL.
 const WORKER_GRACE: Duration = Duration::from_secs(15);
 const LOG_TAIL_LINES: usize = 25;
+/// Creating AsyncTasQ's tables takes a second or two; a minute means something is wrong.
+const MIGRATE_LIMIT: Duration = Duration::from_secs(60);
 
 pub struct RunRequest<'a> {
     pub case: &'a Case,
@@ -60,7 +63,10 @@ pub fn run_once(
     let case = req.case;
     let started = Instant::now();
     let deadline = started + req.timeout;
-    let namespace = h.redis.namespace()?;
+    let broker = h.broker(case.driver)?;
+    let key = format!("{:08x}", rand::random::<u32>());
+    let namespace = broker.namespace(&key)?;
+    let namespace = namespace.as_ref();
     let workdir = tempfile::Builder::new()
         .prefix("tasq-bench-run-")
         .tempdir()?;
@@ -69,7 +75,9 @@ pub fn run_once(
         &req.run_id,
         case.task_count,
     )?;
-    let queue = "bench";
+    // Unique per run: RabbitMQ and SQS runs are isolated by queue name.
+    let queue = format!("bench_{key}");
+    let queue = queue.as_str();
     let fixtures = h.fixtures();
     let env = RunEnv {
         python: &h.python,
@@ -77,18 +85,41 @@ pub fn run_once(
         workdir: workdir.path(),
         collector_socket: collector.socket_path(),
         queue,
-        broker: &namespace,
+        broker: namespace,
         run_id: &req.run_id,
         celery_prefetch_multiplier: case.celery_prefetch_multiplier,
     };
     let system = case.variant.system;
     let depth = || {
         namespace
-            .list_len(&systems::queue_key(system, queue))
-            .map_or("unknown".into(), |d| d.to_string())
+            .queue_depth(system, queue)
+            .map_or_else(|e| format!("unknown ({e:#})"), |d| d.to_string())
     };
     let producer_command =
         || systems::producer_command(system, &env, 0, case.task_count, case.producer_batch);
+    let mut errors = Vec::new();
+
+    namespace.prepare(system, queue)?;
+    if system == System::Asynctasq && matches!(case.driver, Driver::Postgres | Driver::Mysql) {
+        let (status, _) = crate::procs::run_bounded(
+            "migrate",
+            &mut systems::asynctasq::migrate_command(&env),
+            workdir.path(),
+            MIGRATE_LIMIT,
+        )?;
+        if !status.success() {
+            bail!(
+                "run {}: `asynctasq migrate --driver {}` failed ({status}): {}",
+                req.run_id,
+                case.driver,
+                crate::procs::tail_of_file(&workdir.path().join("migrate.err"), LOG_TAIL_LINES)
+                    + &crate::procs::tail_of_file(
+                        &workdir.path().join("migrate.out"),
+                        LOG_TAIL_LINES
+                    )
+            );
+        }
+    }
 
     let mut producer = None;
     let mut window = None;
@@ -97,13 +128,13 @@ pub fn run_once(
             ManagedChild::spawn("producer", &mut producer_command(), workdir.path())?;
         let status = drain_producer.wait_exit(deadline.saturating_duration_since(Instant::now()));
         window = Some(producer_result(&mut drain_producer, status, &req.run_id)?);
-        let queued = namespace.list_len(&systems::queue_key(system, queue))?;
-        if queued != case.task_count {
-            bail!(
-                "run {}: the producer reported success but the queue holds {queued} of {} tasks",
-                req.run_id,
+        match namespace.queue_depth(system, queue) {
+            Ok(queued) if queued == case.task_count => {}
+            Ok(queued) => errors.push(format!(
+                "after the producer finished the broker held {queued} of {} tasks",
                 case.task_count
-            );
+            )),
+            Err(e) => errors.push(format!("could not read the queue depth: {e:#}")),
         }
     }
 
@@ -173,8 +204,12 @@ pub fn run_once(
     let graceful = worker.stop(WORKER_GRACE);
     let samples = sampler.stop();
     let tally = collector.finish();
-    let mut errors =
-        systems::verify_worker_config(&case.variant, &worker.stdout(), &worker.stderr_tail(400));
+    errors.extend(systems::verify_worker_config(
+        &case.variant,
+        case.driver,
+        &worker.stdout(),
+        &worker.stderr_tail(400),
+    ));
     if !graceful {
         errors.push(format!(
             "worker did not exit within {WORKER_GRACE:?} of SIGTERM and was killed"
@@ -232,11 +267,15 @@ pub fn run_once(
             celery_prefetch_multiplier: (system == System::Celery)
                 .then_some(case.celery_prefetch_multiplier),
             celery_acks: (system == System::Celery).then(|| "early (Celery default)".to_string()),
-            broker_source: h.redis.info.source.clone(),
+            broker_source: broker.info().source.clone(),
+            caveats: systems::caveats(system, namespace),
         },
         metrics,
         errors,
-        environment: h.environment.clone(),
+        environment: Environment {
+            broker_version: broker.info().server_version.clone(),
+            ..h.environment.clone()
+        },
         timeseries,
     };
     Ok(RunOutput { result, histograms })

@@ -7,9 +7,17 @@ use crate::brokers::Driver;
 use crate::profile::Profile;
 use crate::systems::{System, Variant};
 
-pub const NAMES: [&str; 1] = ["throughput"];
+pub const NAMES: [&str; 2] = ["throughput", "drivers"];
 /// Scenarios of the design that are not implemented yet.
-pub const PLANNED: [&str; 6] = ["drivers", "io", "cpu", "mixed", "stress", "coldstart"];
+pub const PLANNED: [&str; 5] = ["io", "cpu", "mixed", "stress", "coldstart"];
+
+/// The brokers a scenario runs on when the user names none.
+pub fn default_drivers(scenario: &str) -> Vec<Driver> {
+    match scenario {
+        "drivers" => Driver::ALL.to_vec(),
+        _ => vec![Driver::Redis],
+    }
+}
 
 pub fn check_name(name: &str) -> Result<&'static str> {
     if let Some(known) = NAMES.iter().find(|n| **n == name) {
@@ -99,6 +107,9 @@ pub fn throughput_variants(profile: &Profile, cpus: u32) -> Vec<Variant> {
 /// Every case of `scenario` on `driver` for the profile.
 pub fn cases(profile: &Profile, scenario: &str, driver: Driver, cpus: u32) -> Result<Vec<Case>> {
     let scenario = check_name(scenario)?;
+    if scenario == "drivers" {
+        return Ok(drivers_cases(profile, driver));
+    }
     let sizes = &profile.throughput;
     let mut cases = Vec::new();
     for variant in throughput_variants(profile, cpus) {
@@ -117,6 +128,33 @@ pub fn cases(profile: &Profile, scenario: &str, driver: Driver, cpus: u32) -> Re
     Ok(cases)
 }
 
+/// Scenario 9: the same drain workload on every broker, one variant per system.
+fn drivers_cases(profile: &Profile, driver: Driver) -> Vec<Case> {
+    let sizes = &profile.drivers;
+    // moto slows down sharply as a queue gets deep: keep SQS runs small enough that the
+    // emulator's own slowdown is not what is measured.
+    let task_count = if driver == Driver::Sqs {
+        sizes.sqs_task_count
+    } else {
+        sizes.task_count
+    };
+    [
+        Variant::new(System::Asynctasq, "asyncio", sizes.asynctasq_concurrency),
+        Variant::new(System::Celery, "threads", sizes.celery_threads_concurrency),
+    ]
+    .into_iter()
+    .map(|variant| Case {
+        scenario: "drivers",
+        driver,
+        variant,
+        mode: Mode::Drain,
+        task_count,
+        producer_batch: profile.throughput.producer_batch,
+        celery_prefetch_multiplier: profile.throughput.celery_prefetch_multiplier,
+    })
+    .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -125,7 +163,7 @@ mod tests {
     fn unknown_scenario_lists_valid_ones() {
         assert_eq!(
             check_name("latency").unwrap_err().to_string(),
-            "unknown scenario 'latency'; valid scenarios: throughput"
+            "unknown scenario 'latency'; valid scenarios: throughput, drivers"
         );
         assert!(check_name("io")
             .unwrap_err()

@@ -37,7 +37,7 @@ fn plan_error(profile: &str, scenario: &str, system: &str, driver: &str) -> Stri
     "warp",
     "celery",
     "redis",
-    "unknown scenario 'warp'; valid scenarios: throughput"
+    "unknown scenario 'warp'; valid scenarios: throughput, drivers"
 )]
 #[case::system(
     "ci",
@@ -51,7 +51,7 @@ fn plan_error(profile: &str, scenario: &str, system: &str, driver: &str) -> Stri
     "throughput",
     "celery",
     "kafka",
-    "unknown driver 'kafka'; valid drivers: redis"
+    "unknown driver 'kafka'; valid drivers: redis, postgres, mysql, rabbitmq, sqs"
 )]
 fn unknown_names_list_the_valid_ones(
     #[case] profile: &str,

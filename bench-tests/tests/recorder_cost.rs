@@ -11,8 +11,18 @@ fn recorder_costs_at_most_ten_microseconds_per_task() {
     // Exclusive: a timing, so nothing else of the harness runs beside it.
     let _lock = bench_tests::bench::measurement_lock(true, Duration::from_secs(1800)).unwrap();
     let cost = bench_tests::recorder_cost::measure(h, 5000, 5).unwrap();
-    eprintln!("recorder {:?} us, redis INCR {:?} us", cost.record_us, cost.redis_incr_us);
+    eprintln!(
+        "recorder {:?} us, redis INCR {:?} us",
+        cost.record_us, cost.redis_incr_us
+    );
     assert_eq!(cost.delivered, 25_000, "every measured record arrived");
-    assert!(cost.median_record_us() <= 10.0, "recorder median {:.2} us per task", cost.median_record_us());
-    assert!(cost.median_record_us() < cost.median_redis_incr_us(), "cheaper than a Redis round trip");
+    assert!(
+        cost.median_record_us() <= 10.0,
+        "recorder median {:.2} us per task",
+        cost.median_record_us()
+    );
+    assert!(
+        cost.median_record_us() < cost.median_redis_incr_us(),
+        "cheaper than a Redis round trip"
+    );
 }

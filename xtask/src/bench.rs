@@ -51,13 +51,17 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
     );
     let harness = Harness::provision(&mut |line| eprintln!("  {line}"))?;
     eprintln!(
-        "python {} ({}), redis {} at {} ({})",
-        harness.python.version,
-        harness.python.source,
-        harness.redis.info.server_version,
-        harness.redis.info.url,
-        harness.redis.info.source
+        "python {} ({})",
+        harness.python.version, harness.python.source
     );
+    // Every broker the plan needs is found (or fails, naming what was tried) before any run.
+    for driver in plan.drivers() {
+        let info = harness.broker(driver)?.info().clone();
+        eprintln!(
+            "{driver} {} at {} ({})",
+            info.server_version, info.url, info.source
+        );
+    }
     let results_root = if args.results.is_absolute() {
         args.results
     } else {

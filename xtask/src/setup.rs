@@ -3,25 +3,59 @@
 use std::process::ExitCode;
 
 use anyhow::Result;
+use bench_tests::brokers::Driver;
 use bench_tests::harness::Harness;
+
+/// The packages worth a line; every version is in each result's `environment.versions`.
+const SHOWN_PACKAGES: [&str; 8] = [
+    "asynctasq",
+    "celery",
+    "kombu",
+    "redis",
+    "asyncpg",
+    "aio-pika",
+    "boto3",
+    "moto",
+];
 
 pub fn run() -> Result<ExitCode> {
     let harness = Harness::provision(&mut |line| eprintln!("  {line}"))?;
     let py = &harness.python;
     println!("python      {} ({})", py.version, py.source);
     println!("interpreter {}", py.interpreter.display());
-    println!("venv        {}", py.venv.display());
-    for (name, version) in &py.packages {
-        println!("  {name:<12} {version}");
-    }
-    let redis = &harness.redis.info;
     println!(
-        "redis       {} {} ({})",
-        redis.url, redis.server_version, redis.source
+        "venv        {} ({} packages)",
+        py.venv.display(),
+        py.packages.len()
     );
+    for name in SHOWN_PACKAGES {
+        if let Some(version) = py.packages.get(name) {
+            println!("  {name:<10} {version}");
+        }
+    }
+    let mut all_found = true;
+    for driver in Driver::ALL {
+        match harness.broker(driver) {
+            Ok(broker) => {
+                let info = broker.info();
+                println!(
+                    "{:<11} {} {} ({})",
+                    driver.name(),
+                    info.url,
+                    info.server_version,
+                    info.source
+                );
+            }
+            Err(e) => {
+                all_found = false;
+                println!("{:<11} unavailable: {e:#}", driver.name());
+            }
+        }
+    }
+    let env = &harness.environment;
     println!(
         "host        {} cpus, {} GB, {}",
-        harness.environment.cpus, harness.environment.memory_gb, harness.environment.os
+        env.cpus, env.memory_gb, env.os
     );
     let cost = bench_tests::recorder_cost::measure(&harness, 5000, 5)?;
     println!(
@@ -30,5 +64,9 @@ pub fn run() -> Result<ExitCode> {
         cost.record_us.len(),
         cost.median_redis_incr_us()
     );
-    Ok(ExitCode::SUCCESS)
+    Ok(if all_found {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }

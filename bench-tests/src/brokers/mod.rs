@@ -2,28 +2,52 @@
 //! port, local binary) and a clean, isolated namespace per repetition.
 
 pub mod docker;
+pub mod mysql;
+pub mod postgres;
+pub mod rabbitmq;
 pub mod redis;
+pub mod sqs;
 
+use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use anyhow::{bail, Result};
 use serde::Serialize;
+
+use crate::python::PythonEnv;
+use crate::systems::System;
 
 /// The broker a run uses ("driver" in AsyncTasQ's words).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Driver {
     Redis,
+    Postgres,
+    Mysql,
+    Rabbitmq,
+    Sqs,
 }
 
 impl Driver {
-    pub const ALL: [Driver; 1] = [Driver::Redis];
+    pub const ALL: [Driver; 5] = [
+        Driver::Redis,
+        Driver::Postgres,
+        Driver::Mysql,
+        Driver::Rabbitmq,
+        Driver::Sqs,
+    ];
     /// Brokers the design names that the harness cannot provision yet.
-    pub const PLANNED: [&'static str; 4] = ["postgres", "mysql", "rabbitmq", "sqs"];
+    pub const PLANNED: [&'static str; 0] = [];
 
     pub fn name(self) -> &'static str {
         match self {
             Driver::Redis => "redis",
+            Driver::Postgres => "postgres",
+            Driver::Mysql => "mysql",
+            Driver::Rabbitmq => "rabbitmq",
+            Driver::Sqs => "sqs",
         }
     }
 
@@ -62,12 +86,151 @@ pub struct BrokerInfo {
     pub server_version: String,
 }
 
+/// A broker server the harness found or started, able to hand out isolated namespaces.
+pub trait Broker: Send + Sync {
+    fn info(&self) -> &BrokerInfo;
+    /// A fresh namespace for one run; `key` is unique per run (lowercase letters and digits).
+    fn namespace(&self, key: &str) -> Result<Box<dyn Namespace>>;
+}
+
+/// One run's isolated part of a broker; dropping it removes what the run left behind.
+pub trait Namespace: Send {
+    fn driver(&self) -> Driver;
+    /// Variables that point AsyncTasQ at this namespace (ASYNCTASQ_DRIVER included).
+    fn asynctasq_env(&self) -> Vec<(String, String)>;
+    /// Celery's broker URL for this namespace.
+    fn celery_url(&self) -> String;
+    /// JSON for Celery's `broker_transport_options`, when the transport needs any.
+    fn celery_transport_options(&self) -> Option<String> {
+        None
+    }
+    /// Makes what `system` needs before it can use `queue` (e.g. an SQS queue).
+    fn prepare(&self, _system: System, _queue: &str) -> Result<()> {
+        Ok(())
+    }
+    /// Tasks waiting in `queue`, read from the broker itself.
+    fn queue_depth(&self, system: System, queue: &str) -> Result<u64>;
+    /// Labels for results, e.g. "emulator (moto): not AWS SQS".
+    fn caveat(&self) -> Option<String> {
+        None
+    }
+}
+
+/// Brokers provisioned on first use and kept for the harness's lifetime.
+pub struct BrokerSet {
+    python: PythonEnv,
+    found: Mutex<BTreeMap<Driver, Arc<dyn Broker>>>,
+}
+
+impl BrokerSet {
+    pub fn new(python: PythonEnv) -> BrokerSet {
+        BrokerSet {
+            python,
+            found: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    /// The broker for `driver`, found or started in the source order of DESIGN.md.
+    pub fn get(&self, driver: Driver, progress: &mut dyn FnMut(&str)) -> Result<Arc<dyn Broker>> {
+        let mut found = self.found.lock().expect("broker set");
+        if let Some(broker) = found.get(&driver) {
+            return Ok(broker.clone());
+        }
+        let broker: Arc<dyn Broker> = match driver {
+            Driver::Redis => Arc::new(redis::RedisBroker::provide(progress)?),
+            Driver::Postgres => Arc::new(postgres::PostgresBroker::provide(progress)?),
+            Driver::Mysql => Arc::new(mysql::MysqlBroker::provide(progress)?),
+            Driver::Rabbitmq => Arc::new(rabbitmq::RabbitBroker::provide(progress)?),
+            Driver::Sqs => Arc::new(sqs::SqsBroker::provide(&self.python, progress)?),
+        };
+        found.insert(driver, broker.clone());
+        Ok(broker)
+    }
+}
+
+/// Runs a future to completion on a small runtime of its own, bounded by `limit`.
+pub fn block_on<T>(
+    limit: Duration,
+    future: impl std::future::Future<Output = Result<T>>,
+) -> Result<T> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        match tokio::time::timeout(limit, future).await {
+            Ok(result) => result,
+            Err(_) => bail!("no answer within {limit:?}"),
+        }
+    })
+}
+
+/// Where a broker comes from, tried in order; the first that works wins.
+pub struct SourceSearch {
+    pub driver: Driver,
+    pub env_var: &'static str,
+    tried: Vec<String>,
+}
+
+impl SourceSearch {
+    pub fn new(driver: Driver, env_var: &'static str) -> SourceSearch {
+        SourceSearch {
+            driver,
+            env_var,
+            tried: Vec::new(),
+        }
+    }
+
+    /// The URL the user set, if any (the caller must not fall back when it fails).
+    pub fn env_url(&mut self) -> Option<String> {
+        let url = std::env::var(self.env_var).ok().filter(|u| !u.is_empty());
+        if url.is_none() {
+            self.tried.push(format!("{} (not set)", self.env_var));
+        }
+        url
+    }
+
+    /// The error for a URL the user gave that does not answer.
+    pub fn env_url_failed(&self, url: &str, error: anyhow::Error) -> anyhow::Error {
+        anyhow::anyhow!(
+            "{} at {} (from {}) is unreachable: {error:#}. Check the URL and credentials, or unset {} to let the harness find or start one.",
+            self.driver,
+            redact_url(url),
+            self.env_var,
+            self.env_var
+        )
+    }
+
+    pub fn failed(&mut self, what: impl Into<String>, error: impl fmt::Display) {
+        self.tried.push(format!("{} ({error:#})", what.into()));
+    }
+
+    pub fn docker_answers(&mut self) -> bool {
+        let answers = docker::daemon_answers(Duration::from_secs(2));
+        if !answers {
+            self.tried.push(format!(
+                "testcontainers (no Docker daemon answered at {})",
+                docker::daemon_address()
+            ));
+        }
+        answers
+    }
+
+    pub fn give_up(self, hint: &str) -> anyhow::Error {
+        anyhow::anyhow!(
+            "no {} broker available. Tried:\n  - {}\n{hint}",
+            self.driver,
+            self.tried.join("\n  - ")
+        )
+    }
+}
+
 /// Removes the password of a URL like `redis://user:pass@host/0` for display.
 pub fn redact_url(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
-        (Some(scheme_end), Some(at)) if at > scheme_end => {
-            let userinfo = &url[scheme_end + 3..at];
-            let user = userinfo.split(':').next().unwrap_or("");
+        (Some(scheme_end), Some(at))
+            if at > scheme_end && url[scheme_end + 3..at].contains(':') =>
+        {
+            let user = url[scheme_end + 3..at].split(':').next().unwrap_or("");
             format!("{}{}:***{}", &url[..scheme_end + 3], user, &url[at..])
         }
         _ => url.to_string(),
@@ -98,5 +261,9 @@ mod tests {
             "amqp://guest:***@h:5672/"
         );
         assert_eq!(redact_url("redis://h:1/0"), "redis://h:1/0");
+        assert_eq!(
+            redact_url("postgres://postgres@h:1/db"),
+            "postgres://postgres@h:1/db"
+        );
     }
 }

@@ -12,8 +12,9 @@ use testcontainers::runners::SyncRunner;
 use testcontainers::{Container, ImageExt};
 use testcontainers_modules::redis::Redis as RedisImage;
 
-use super::{docker, redact_url, BrokerInfo, Driver};
+use super::{docker, redact_url, Broker, BrokerInfo, Driver, Namespace};
 use crate::procs::ManagedChild;
+use crate::systems::System;
 
 pub const ENV_URL: &str = "BENCH_REDIS_URL";
 pub const DEFAULT_URL: &str = "redis://127.0.0.1:6379";
@@ -112,7 +113,7 @@ impl RedisBroker {
     }
 
     /// A flushed database of its own for one run, locked against concurrent runs.
-    pub fn namespace(&self) -> Result<RedisNamespace> {
+    pub fn database(&self) -> Result<RedisNamespace> {
         let lock_dir = std::env::temp_dir().join("tasq-bench-locks");
         std::fs::create_dir_all(&lock_dir)?;
         let server_key: String = self
@@ -148,6 +149,43 @@ impl RedisBroker {
             "no free Redis database on {}: databases {foreign:?} hold data the harness did not write and the rest are in use by other runs. Point {ENV_URL} at a dedicated server.",
             redact_url(&self.base_url)
         )
+    }
+}
+
+impl Broker for RedisBroker {
+    fn info(&self) -> &BrokerInfo {
+        &self.info
+    }
+
+    fn namespace(&self, _key: &str) -> Result<Box<dyn Namespace>> {
+        Ok(Box::new(self.database()?))
+    }
+}
+
+impl Namespace for RedisNamespace {
+    fn driver(&self) -> Driver {
+        Driver::Redis
+    }
+
+    fn asynctasq_env(&self) -> Vec<(String, String)> {
+        vec![
+            ("ASYNCTASQ_DRIVER".into(), "redis".into()),
+            ("ASYNCTASQ_REDIS_URL".into(), self.base_url.clone()),
+            ("ASYNCTASQ_REDIS_DB".into(), self.db.to_string()),
+        ]
+    }
+
+    fn celery_url(&self) -> String {
+        self.url()
+    }
+
+    fn queue_depth(&self, system: System, queue: &str) -> Result<u64> {
+        // AsyncTasQ keeps pending tasks in the list `queue:<name>`, Celery in `<name>`.
+        let key = match system {
+            System::Asynctasq => format!("queue:{queue}"),
+            System::Celery => queue.to_string(),
+        };
+        self.list_len(&key)
     }
 }
 
@@ -248,23 +286,21 @@ fn start_local_server(
     let dir = tempfile::tempdir()?;
     let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
     progress(&format!("starting redis-server on 127.0.0.1:{port}"));
-    let mut child = ManagedChild::spawn(
-        "redis-server",
-        Command::new("redis-server")
-            .args([
-                "--bind",
-                "127.0.0.1",
-                "--port",
-                &port.to_string(),
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .arg("--dir")
-            .arg(dir.path()),
-        dir.path(),
-    )?;
+    let mut command = Command::new("redis-server");
+    command
+        .args([
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            &port.to_string(),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
+        .arg("--dir")
+        .arg(dir.path());
+    let mut child = crate::procs::spawn_server("redis-server", command, dir.path())?;
     let url = format!("redis://127.0.0.1:{port}");
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {

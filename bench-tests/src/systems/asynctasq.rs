@@ -4,14 +4,13 @@ use std::path::PathBuf;
 use std::process::Command;
 
 use super::{RunEnv, Variant};
+use crate::brokers::Driver;
 
 /// A command with AsyncTasQ's configuration for this run's broker in its environment.
 pub fn configured(env: &RunEnv, program: PathBuf) -> Command {
     let mut command = env.command(program);
     command
-        .env("ASYNCTASQ_DRIVER", "redis")
-        .env("ASYNCTASQ_REDIS_URL", env.broker.server_url())
-        .env("ASYNCTASQ_REDIS_DB", env.broker.db.to_string())
+        .envs(env.broker.asynctasq_env())
         .env("ASYNCTASQ_TASK_DEFAULTS_QUEUE", env.queue);
     command
 }
@@ -23,7 +22,7 @@ pub fn worker_command(variant: &Variant, env: &RunEnv) -> Command {
         "asynctasq",
         "worker",
         "--driver",
-        "redis",
+        env.broker.driver().name(),
         "--queues",
         env.queue,
     ]);
@@ -31,17 +30,33 @@ pub fn worker_command(variant: &Variant, env: &RunEnv) -> Command {
     command
 }
 
-/// AsyncTasQ logs `Starting worker: driver=redis, queues=['q'], concurrency=N` at start.
-pub fn verify(variant: &Variant, stdout: &str, stderr: &str) -> Vec<String> {
-    let log = format!("{stdout}\n{stderr}");
-    let expected = [
-        "driver=redis".to_string(),
+/// `python -m asynctasq migrate --driver D`: creates the queue and dead-letter tables
+/// (PostgreSQL, MySQL). The command ignores ASYNCTASQ_DRIVER, hence the flag.
+pub fn migrate_command(env: &RunEnv) -> Command {
+    let mut command = configured(env, env.python.python.clone());
+    command.args([
+        "-m",
+        "asynctasq",
+        "migrate",
+        "--driver",
+        env.broker.driver().name(),
+    ]);
+    command
+}
+
+/// AsyncTasQ logs `Starting worker: driver=D, queues=[...], concurrency=N` and its
+/// banner names the driver class.
+pub fn expected_log(variant: &Variant, driver: Driver) -> Vec<String> {
+    let class = match driver {
+        Driver::Redis => "RedisDriver",
+        Driver::Postgres => "PostgresDriver",
+        Driver::Mysql => "MySQLDriver",
+        Driver::Rabbitmq => "RabbitMQDriver",
+        Driver::Sqs => "SQSDriver",
+    };
+    vec![
+        format!("driver={}", driver.name()),
         format!("concurrency={}", variant.concurrency),
-        "RedisDriver".to_string(),
-    ];
-    expected
-        .into_iter()
-        .filter(|needle| !log.contains(needle.as_str()))
-        .map(|needle| format!("asynctasq worker log does not confirm '{needle}'"))
-        .collect()
+        class.to_string(),
+    ]
 }

@@ -4,13 +4,19 @@ use std::path::PathBuf;
 use std::process::Command;
 
 use super::{RunEnv, Variant};
+use crate::brokers::Driver;
 
 pub fn configured(env: &RunEnv, program: PathBuf) -> Command {
     let mut command = env.command(program);
-    command.env("BENCH_BROKER_URL", env.broker.url()).env(
-        "BENCH_CELERY_PREFETCH",
-        env.celery_prefetch_multiplier.to_string(),
-    );
+    command
+        .env("BENCH_BROKER_URL", env.broker.celery_url())
+        .env(
+            "BENCH_CELERY_PREFETCH",
+            env.celery_prefetch_multiplier.to_string(),
+        );
+    if let Some(options) = env.broker.celery_transport_options() {
+        command.env("BENCH_CELERY_TRANSPORT_OPTIONS", options);
+    }
     command
 }
 
@@ -35,19 +41,20 @@ pub fn worker_command(variant: &Variant, env: &RunEnv) -> Command {
 }
 
 /// Celery prints its banner with `concurrency: N (pool)` and the transport URL.
-pub fn verify(variant: &Variant, stdout: &str, stderr: &str) -> Vec<String> {
-    let log = format!("{stdout}\n{stderr}");
+pub fn expected_log(variant: &Variant, driver: Driver) -> Vec<String> {
     let pool_word = match variant.pool.as_str() {
         "threads" => "thread",
         other => other,
     };
-    let expected = [
+    let transport = match driver {
+        Driver::Redis => "redis://",
+        Driver::Postgres => "sqla+postgresql",
+        Driver::Mysql => "sqla+mysql",
+        Driver::Rabbitmq => "amqp://",
+        Driver::Sqs => "sqs://",
+    };
+    vec![
         format!("concurrency: {} ({pool_word})", variant.concurrency),
-        "transport:   redis://".to_string(),
-    ];
-    expected
-        .into_iter()
-        .filter(|needle| !log.contains(needle.as_str()))
-        .map(|needle| format!("celery worker banner does not confirm '{needle}'"))
-        .collect()
+        format!("transport:   {transport}"),
+    ]
 }

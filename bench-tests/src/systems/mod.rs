@@ -11,7 +11,7 @@ use std::process::Command;
 use anyhow::{bail, Result};
 use serde::Serialize;
 
-use crate::brokers::redis::RedisNamespace;
+use crate::brokers::{Driver, Namespace};
 use crate::python::PythonEnv;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -84,7 +84,7 @@ pub struct RunEnv<'a> {
     pub workdir: &'a Path,
     pub collector_socket: &'a Path,
     pub queue: &'a str,
-    pub broker: &'a RedisNamespace,
+    pub broker: &'a dyn Namespace,
     /// Marks every process of the run, so a test can find survivors in the process table.
     pub run_id: &'a str,
     pub celery_prefetch_multiplier: u32,
@@ -148,21 +148,33 @@ pub fn producer_command(
     command
 }
 
-/// The broker key holding a system's pending tasks (Redis list).
-pub fn queue_key(system: System, queue: &str) -> String {
-    match system {
-        System::Asynctasq => format!("queue:{queue}"),
-        System::Celery => queue.to_string(),
-    }
-}
-
 /// Checks, from the worker's own startup output, that the configuration took effect
 /// (AsyncTasQ's CLI accepts flags it ignores). Returns what was not confirmed.
-pub fn verify_worker_config(variant: &Variant, stdout: &str, stderr: &str) -> Vec<String> {
-    match variant.system {
-        System::Asynctasq => asynctasq::verify(variant, stdout, stderr),
-        System::Celery => celery::verify(variant, stdout, stderr),
+pub fn verify_worker_config(
+    variant: &Variant,
+    driver: Driver,
+    stdout: &str,
+    stderr: &str,
+) -> Vec<String> {
+    let log = format!("{stdout}\n{stderr}");
+    let expected = match variant.system {
+        System::Asynctasq => asynctasq::expected_log(variant, driver),
+        System::Celery => celery::expected_log(variant, driver),
+    };
+    expected
+        .into_iter()
+        .filter(|needle| !log.contains(needle.as_str()))
+        .map(|needle| format!("{} worker log does not confirm '{needle}'", variant.system))
+        .collect()
+}
+
+/// Results of a system on a broker that readers must weigh differently.
+pub fn caveats(system: System, broker: &dyn Namespace) -> Vec<String> {
+    let mut caveats: Vec<String> = broker.caveat().into_iter().collect();
+    if system == System::Celery && matches!(broker.driver(), Driver::Postgres | Driver::Mysql) {
+        caveats.push("experimental: Celery through kombu's SQLAlchemy transport".into());
     }
+    caveats
 }
 
 #[cfg(test)]

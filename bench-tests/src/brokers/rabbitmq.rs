@@ -1,0 +1,179 @@
+//! RabbitMQ: BENCH_AMQP_URL, testcontainers rabbitmq:4.0-management, the local default
+//! port. Runs are isolated by uniquely named queues, deleted (with their exchanges) after.
+
+use std::time::Duration;
+
+use anyhow::Result;
+use lapin::options::{ExchangeDeleteOptions, QueueDeclareOptions, QueueDeleteOptions};
+use lapin::types::FieldTable;
+use lapin::{Connection, ConnectionProperties};
+use testcontainers::core::{IntoContainerPort, WaitFor};
+use testcontainers::runners::SyncRunner;
+use testcontainers::{Container, GenericImage};
+
+use super::{block_on, redact_url, Broker, BrokerInfo, Driver, Namespace, SourceSearch};
+use crate::systems::System;
+
+pub const ENV_URL: &str = "BENCH_AMQP_URL";
+pub const DEFAULT_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+const LIMIT: Duration = Duration::from_secs(5);
+
+pub struct RabbitBroker {
+    info: BrokerInfo,
+    url: String,
+    _container: Option<Container<GenericImage>>,
+}
+
+impl RabbitBroker {
+    pub fn provide(progress: &mut dyn FnMut(&str)) -> Result<RabbitBroker> {
+        let mut search = SourceSearch::new(Driver::Rabbitmq, ENV_URL);
+        if let Some(url) = search.env_url() {
+            let version = server_version(&url).map_err(|e| search.env_url_failed(&url, e))?;
+            return Ok(Self::found(ENV_URL.into(), url, version, None));
+        }
+        if search.docker_answers() {
+            progress("starting rabbitmq:4.0-management with testcontainers");
+            let started = GenericImage::new("rabbitmq", "4.0-management")
+                .with_wait_for(WaitFor::message_on_stdout("Server startup complete"))
+                .with_exposed_port(5672.tcp())
+                .start()
+                .map_err(anyhow::Error::from)
+                .and_then(|c| {
+                    let port = c.get_host_port_ipv4(5672)?;
+                    Ok((c, format!("amqp://guest:guest@127.0.0.1:{port}/%2f")))
+                });
+            match started.and_then(|(c, url)| server_version(&url).map(|v| (c, url, v))) {
+                Ok((c, url, v)) => {
+                    return Ok(Self::found(
+                        "testcontainers rabbitmq:4.0-management".into(),
+                        url,
+                        v,
+                        Some(c),
+                    ))
+                }
+                Err(e) => search.failed("testcontainers rabbitmq:4.0-management", e),
+            }
+        }
+        match server_version(DEFAULT_URL) {
+            Ok(version) => {
+                return Ok(Self::found(
+                    "local 127.0.0.1:5672".into(),
+                    DEFAULT_URL.into(),
+                    version,
+                    None,
+                ))
+            }
+            Err(e) => search.failed(DEFAULT_URL, e),
+        }
+        Err(search.give_up(&format!("Set {ENV_URL}=amqp://user:pass@host:port/vhost, start Docker, or start RabbitMQ locally.")))
+    }
+
+    fn found(
+        source: String,
+        url: String,
+        server_version: String,
+        container: Option<Container<GenericImage>>,
+    ) -> Self {
+        RabbitBroker {
+            info: BrokerInfo {
+                driver: Driver::Rabbitmq,
+                source,
+                url: redact_url(&url),
+                server_version,
+            },
+            url,
+            _container: container,
+        }
+    }
+}
+
+impl Broker for RabbitBroker {
+    fn info(&self) -> &BrokerInfo {
+        &self.info
+    }
+
+    fn namespace(&self, _key: &str) -> Result<Box<dyn Namespace>> {
+        Ok(Box::new(RabbitNamespace {
+            url: self.url.clone(),
+            queues: Default::default(),
+        }))
+    }
+}
+
+pub struct RabbitNamespace {
+    url: String,
+    /// Queues this run used, deleted on drop.
+    queues: std::sync::Mutex<Vec<String>>,
+}
+
+impl Namespace for RabbitNamespace {
+    fn driver(&self) -> Driver {
+        Driver::Rabbitmq
+    }
+
+    fn asynctasq_env(&self) -> Vec<(String, String)> {
+        vec![
+            ("ASYNCTASQ_DRIVER".into(), "rabbitmq".into()),
+            ("ASYNCTASQ_RABBITMQ_URL".into(), self.url.clone()),
+        ]
+    }
+
+    fn celery_url(&self) -> String {
+        self.url.replacen("amqp://", "pyamqp://", 1)
+    }
+
+    fn prepare(&self, _system: System, queue: &str) -> Result<()> {
+        self.queues.lock().expect("queues").push(queue.to_string());
+        Ok(())
+    }
+
+    fn queue_depth(&self, _system: System, queue: &str) -> Result<u64> {
+        let (url, queue) = (self.url.clone(), queue.to_string());
+        block_on(LIMIT, async move {
+            let conn = Connection::connect(&url, ConnectionProperties::default()).await?;
+            let channel = conn.create_channel().await?;
+            let passive = QueueDeclareOptions {
+                passive: true,
+                ..Default::default()
+            };
+            let declared = channel
+                .queue_declare(&queue, passive, FieldTable::default())
+                .await?;
+            let _ = conn.close(200, "done").await;
+            Ok(u64::from(declared.message_count()))
+        })
+    }
+}
+
+impl Drop for RabbitNamespace {
+    fn drop(&mut self) {
+        let queues = std::mem::take(&mut *self.queues.lock().expect("queues"));
+        let url = self.url.clone();
+        let _ = block_on(LIMIT, async move {
+            let conn = Connection::connect(&url, ConnectionProperties::default()).await?;
+            let channel = conn.create_channel().await?;
+            for queue in &queues {
+                // Celery declares a direct exchange named after the queue; AsyncTasQ a shared one.
+                let _ = channel
+                    .queue_delete(queue, QueueDeleteOptions::default())
+                    .await;
+                let _ = channel
+                    .exchange_delete(queue, ExchangeDeleteOptions::default())
+                    .await;
+            }
+            let _ = conn.close(200, "done").await;
+            Ok(())
+        });
+    }
+}
+
+fn server_version(url: &str) -> Result<String> {
+    let url = url.to_string();
+    block_on(LIMIT, async move {
+        let conn = Connection::connect(&url, ConnectionProperties::default()).await?;
+        // lapin 2 does not expose the server's properties; the connection itself is the check.
+        let version = "unknown (AMQP 0-9-1)".to_string();
+        let _ = conn.close(200, "done").await;
+        Ok(version)
+    })
+}

@@ -1,0 +1,321 @@
+//! SQS: BENCH_SQS_ENDPOINT (or real AWS when AWS credentials are configured and the
+//! variable is set to "aws"), localstack when Docker answers, else moto's server from the
+//! venv on a free loopback port. An emulator is labelled as such in every result.
+//! A queue per run, created before and deleted after.
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use testcontainers::core::{IntoContainerPort, WaitFor};
+use testcontainers::runners::SyncRunner;
+use testcontainers::{Container, GenericImage, ImageExt};
+
+use super::{Broker, BrokerInfo, Driver, Namespace, SourceSearch};
+use crate::procs::ManagedChild;
+use crate::python::PythonEnv;
+use crate::systems::System;
+
+pub const ENV_ENDPOINT: &str = "BENCH_SQS_ENDPOINT";
+const REGION: &str = "us-east-1";
+
+/// Where SQS is and how to talk to it.
+#[derive(Clone)]
+struct Endpoint {
+    /// None: AWS itself.
+    url: Option<String>,
+    region: String,
+    access_key: String,
+    secret_key: String,
+    emulator: Option<&'static str>,
+}
+
+pub struct SqsBroker {
+    info: BrokerInfo,
+    endpoint: Endpoint,
+    python: PathBuf,
+    fixtures: PathBuf,
+    _moto: Option<(ManagedChild, tempfile::TempDir)>,
+    _container: Option<Container<GenericImage>>,
+}
+
+impl SqsBroker {
+    pub fn provide(python: &PythonEnv, progress: &mut dyn FnMut(&str)) -> Result<SqsBroker> {
+        let mut search = SourceSearch::new(Driver::Sqs, ENV_ENDPOINT);
+        let fixtures = crate::project_root().join("fixtures/python");
+        let mut broker = SqsBroker {
+            info: BrokerInfo {
+                driver: Driver::Sqs,
+                source: String::new(),
+                url: String::new(),
+                server_version: String::new(),
+            },
+            endpoint: Endpoint {
+                url: None,
+                region: std::env::var("AWS_DEFAULT_REGION").unwrap_or_else(|_| REGION.into()),
+                access_key: "testing".into(),
+                secret_key: "testing".into(),
+                emulator: None,
+            },
+            python: python.python.clone(),
+            fixtures,
+            _moto: None,
+            _container: None,
+        };
+        if let Some(url) = search.env_url() {
+            if url == "aws" {
+                broker.endpoint.access_key = std::env::var("AWS_ACCESS_KEY_ID")
+                    .context("BENCH_SQS_ENDPOINT=aws needs AWS_ACCESS_KEY_ID")?;
+                broker.endpoint.secret_key = std::env::var("AWS_SECRET_ACCESS_KEY")
+                    .context("BENCH_SQS_ENDPOINT=aws needs AWS_SECRET_ACCESS_KEY")?;
+            } else {
+                broker.endpoint.url = Some(url.clone());
+            }
+            broker
+                .admin(&["ping"], Duration::from_secs(10))
+                .map_err(|e| search.env_url_failed(&url, e))?;
+            broker.set_info(ENV_ENDPOINT.into(), "AWS SQS or the endpoint given".into());
+            return Ok(broker);
+        }
+        if search.docker_answers() {
+            progress("starting localstack with testcontainers");
+            let started = GenericImage::new("localstack/localstack", "4.0")
+                .with_wait_for(WaitFor::message_on_stdout("Ready."))
+                .with_exposed_port(4566.tcp())
+                .with_env_var("SERVICES", "sqs")
+                .start();
+            match started {
+                Ok(container) => {
+                    let port = container.get_host_port_ipv4(4566)?;
+                    broker.endpoint.url = Some(format!("http://127.0.0.1:{port}"));
+                    broker.endpoint.emulator = Some("localstack");
+                    broker._container = Some(container);
+                    broker.set_info(
+                        "testcontainers localstack".into(),
+                        "localstack 4.0 (emulator)".into(),
+                    );
+                    return Ok(broker);
+                }
+                Err(e) => search.failed("testcontainers localstack", e),
+            }
+        }
+        match start_moto(python, progress) {
+            Ok((child, dir, url)) => {
+                broker.endpoint.url = Some(url);
+                broker.endpoint.emulator = Some("moto");
+                broker._moto = Some((child, dir));
+                let version = python.packages.get("moto").cloned().unwrap_or_default();
+                broker.set_info(
+                    "moto_server from the venv".into(),
+                    format!("moto {version} (emulator)"),
+                );
+                Ok(broker)
+            }
+            Err(e) => {
+                search.failed("moto_server from the venv", e);
+                Err(search.give_up(&format!("Set {ENV_ENDPOINT}=http://host:port (or 'aws' with AWS credentials), or start Docker.")))
+            }
+        }
+    }
+
+    fn set_info(&mut self, source: String, version: String) {
+        self.info.source = source;
+        self.info.url = self
+            .endpoint
+            .url
+            .clone()
+            .unwrap_or_else(|| format!("https://sqs.{}.amazonaws.com", self.endpoint.region));
+        self.info.server_version = version;
+    }
+
+    fn admin(&self, args: &[&str], limit: Duration) -> Result<serde_json::Value> {
+        admin(&self.python, &self.fixtures, &self.endpoint, args, limit)
+    }
+}
+
+fn admin(
+    python: &PathBuf,
+    fixtures: &PathBuf,
+    endpoint: &Endpoint,
+    args: &[&str],
+    limit: Duration,
+) -> Result<serde_json::Value> {
+    let dir = tempfile::tempdir()?;
+    let mut command = Command::new(python);
+    command
+        .current_dir(dir.path())
+        .env("PYTHONPATH", fixtures)
+        .args(["-m", "tasq_fixtures.sqs_admin"])
+        .args(args);
+    for (k, v) in aws_env(endpoint) {
+        command.env(k, v);
+    }
+    if let Some(url) = &endpoint.url {
+        command.env("BENCH_SQS_ENDPOINT", url);
+    }
+    let (status, stdout) = crate::procs::run_bounded("sqs-admin", &mut command, dir.path(), limit)?;
+    if !status.success() {
+        bail!(
+            "sqs {} failed: {}",
+            args.join(" "),
+            crate::procs::tail_of_file(&dir.path().join("sqs-admin.err"), 5)
+        );
+    }
+    Ok(serde_json::from_str(stdout.trim())?)
+}
+
+fn aws_env(endpoint: &Endpoint) -> Vec<(String, String)> {
+    vec![
+        ("AWS_ACCESS_KEY_ID".into(), endpoint.access_key.clone()),
+        ("AWS_SECRET_ACCESS_KEY".into(), endpoint.secret_key.clone()),
+        ("AWS_DEFAULT_REGION".into(), endpoint.region.clone()),
+    ]
+}
+
+impl Broker for SqsBroker {
+    fn info(&self) -> &BrokerInfo {
+        &self.info
+    }
+
+    fn namespace(&self, _key: &str) -> Result<Box<dyn Namespace>> {
+        Ok(Box::new(SqsNamespace {
+            endpoint: self.endpoint.clone(),
+            python: self.python.clone(),
+            fixtures: self.fixtures.clone(),
+            queues: Default::default(),
+        }))
+    }
+}
+
+pub struct SqsNamespace {
+    endpoint: Endpoint,
+    python: PathBuf,
+    fixtures: PathBuf,
+    queues: std::sync::Mutex<Vec<String>>,
+}
+
+impl Namespace for SqsNamespace {
+    fn driver(&self) -> Driver {
+        Driver::Sqs
+    }
+
+    fn asynctasq_env(&self) -> Vec<(String, String)> {
+        let mut env = vec![
+            ("ASYNCTASQ_DRIVER".into(), "sqs".into()),
+            ("ASYNCTASQ_SQS_REGION".into(), self.endpoint.region.clone()),
+            (
+                "ASYNCTASQ_SQS_AWS_ACCESS_KEY_ID".into(),
+                self.endpoint.access_key.clone(),
+            ),
+            (
+                "ASYNCTASQ_SQS_AWS_SECRET_ACCESS_KEY".into(),
+                self.endpoint.secret_key.clone(),
+            ),
+        ];
+        if let Some(url) = &self.endpoint.url {
+            env.push(("ASYNCTASQ_SQS_ENDPOINT_URL".into(), url.clone()));
+        }
+        env.extend(aws_env(&self.endpoint));
+        env
+    }
+
+    fn celery_url(&self) -> String {
+        let host = self.endpoint.url.as_deref().map(|u| {
+            u.trim_start_matches("http://")
+                .trim_start_matches("https://")
+        });
+        format!(
+            "sqs://{}:{}@{}",
+            self.endpoint.access_key,
+            self.endpoint.secret_key,
+            host.unwrap_or("")
+        )
+    }
+
+    fn celery_transport_options(&self) -> Option<String> {
+        let secure = self
+            .endpoint
+            .url
+            .as_deref()
+            .is_none_or(|u| u.starts_with("https://"));
+        Some(serde_json::json!({"region": self.endpoint.region, "is_secure": secure}).to_string())
+    }
+
+    fn prepare(&self, _system: System, queue: &str) -> Result<()> {
+        admin(
+            &self.python,
+            &self.fixtures,
+            &self.endpoint,
+            &["create", queue],
+            Duration::from_secs(20),
+        )?;
+        self.queues.lock().expect("queues").push(queue.to_string());
+        Ok(())
+    }
+
+    fn queue_depth(&self, _system: System, queue: &str) -> Result<u64> {
+        let out = admin(
+            &self.python,
+            &self.fixtures,
+            &self.endpoint,
+            &["depth", queue],
+            Duration::from_secs(20),
+        )?;
+        out["depth"].as_u64().context("no depth in the answer")
+    }
+
+    fn caveat(&self) -> Option<String> {
+        self.endpoint
+            .emulator
+            .map(|e| format!("SQS emulator ({e}), not AWS SQS: its speed is the emulator's"))
+    }
+}
+
+impl Drop for SqsNamespace {
+    fn drop(&mut self) {
+        for queue in std::mem::take(&mut *self.queues.lock().expect("queues")) {
+            let _ = admin(
+                &self.python,
+                &self.fixtures,
+                &self.endpoint,
+                &["delete", &queue],
+                Duration::from_secs(20),
+            );
+        }
+    }
+}
+
+fn start_moto(
+    python: &PythonEnv,
+    progress: &mut dyn FnMut(&str),
+) -> Result<(ManagedChild, tempfile::TempDir, String)> {
+    let moto = python.bin("moto_server");
+    if !moto.exists() {
+        bail!("{} is missing from the venv", moto.display());
+    }
+    let dir = tempfile::tempdir()?;
+    let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    progress(&format!(
+        "starting moto_server (SQS emulator) on 127.0.0.1:{port}"
+    ));
+    let mut command = Command::new(moto);
+    command
+        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        .current_dir(dir.path());
+    let mut child = crate::procs::spawn_server("moto-server", command, dir.path())?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return Ok((child, dir, format!("http://127.0.0.1:{port}")));
+        }
+        if child.try_exit().is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let tail = child.log_tail(10);
+    child.stop(Duration::from_secs(2));
+    bail!("moto_server did not listen on port {port}: {tail}")
+}

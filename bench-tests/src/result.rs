@@ -22,6 +22,8 @@ pub struct Configuration {
     pub driver: String,
     /// Concurrency of the worker pool (threads, processes or asyncio slots).
     pub workers: u32,
+    /// Worker processes started (each with `workers` concurrency).
+    pub worker_processes: u32,
     pub task_count: u64,
     pub scenario: String,
     pub mode: String,

@@ -138,10 +138,25 @@ pub fn run_once(
         }
     }
 
-    let mut worker_command = systems::worker_command(&case.variant, &env);
-    worker_command.envs(req.extra_worker_env.iter().map(|(k, v)| (k, v)));
-    let mut worker = ManagedChild::spawn("worker", &mut worker_command, workdir.path())?;
-    let sampler = Sampler::start(vec![worker.pgid()], req.sample_interval);
+    let mut workers = Vec::new();
+    for index in 0..case.worker_processes.max(1) {
+        let mut worker_command = systems::worker_command(&case.variant, &env);
+        worker_command.envs(req.extra_worker_env.iter().map(|(k, v)| (k, v)));
+        let name = if index == 0 {
+            "worker".to_string()
+        } else {
+            format!("worker{index}")
+        };
+        workers.push(ManagedChild::spawn(
+            &name,
+            &mut worker_command,
+            workdir.path(),
+        )?);
+    }
+    let sampler = Sampler::start(
+        workers.iter().map(ManagedChild::pgid).collect(),
+        req.sample_interval,
+    );
     collector.reset_stall_clock();
     if case.mode == Mode::Live {
         producer = Some(ManagedChild::spawn(
@@ -153,15 +168,18 @@ pub fn run_once(
 
     let wait_end = collector.wait_all(deadline, req.stall, |done| {
         on_progress(done);
-        if let Some(status) = worker.try_exit() {
-            bail!(
-                "run {}: the {} worker exited ({status}) after {done}/{} tasks; queue depth {}. Its output ends with:\n{}",
-                req.run_id,
-                system,
-                case.task_count,
-                depth(),
-                worker.log_tail(LOG_TAIL_LINES)
-            );
+        for worker in workers.iter_mut() {
+            if let Some(status) = worker.try_exit() {
+                bail!(
+                    "run {}: the {} {} exited ({status}) after {done}/{} tasks; queue depth {}. Its output ends with:\n{}",
+                    req.run_id,
+                    system,
+                    worker.name(),
+                    case.task_count,
+                    depth(),
+                    worker.log_tail(LOG_TAIL_LINES)
+                );
+            }
         }
         if let Some(p) = producer.as_mut() {
             if let Some(status) = p.try_exit().filter(|s| !s.success()) {
@@ -186,12 +204,14 @@ pub fn run_once(
             req.run_id,
             case.task_count,
             depth(),
-            worker.log_tail(LOG_TAIL_LINES)
+            workers[0].log_tail(LOG_TAIL_LINES)
         );
         if let Some(p) = producer.as_mut() {
             p.stop(Duration::from_secs(2));
         }
-        worker.stop(Duration::from_secs(2));
+        for worker in workers.iter_mut() {
+            worker.stop(Duration::from_secs(2));
+        }
         bail!(message);
     }
     on_progress(case.task_count);
@@ -201,15 +221,20 @@ pub fn run_once(
             .wait_exit(deadline.saturating_duration_since(Instant::now()) + Duration::from_secs(5));
         window = Some(producer_result(&mut live_producer, status, &req.run_id)?);
     }
-    let graceful = worker.stop(WORKER_GRACE);
+    // Each worker finishes its in-flight tasks after SIGTERM (bounded by WORKER_GRACE).
+    // Collected first: every worker must be stopped, not just those before a failure.
+    let stopped: Vec<bool> = workers.iter_mut().map(|w| w.stop(WORKER_GRACE)).collect();
+    let graceful = stopped.iter().all(|ok| *ok);
     let samples = sampler.stop();
     let tally = collector.finish();
-    errors.extend(systems::verify_worker_config(
-        &case.variant,
-        case.driver,
-        &worker.stdout(),
-        &worker.stderr_tail(400),
-    ));
+    for worker in &workers {
+        errors.extend(systems::verify_worker_config(
+            &case.variant,
+            case.driver,
+            &worker.stdout(),
+            &worker.stderr_tail(400),
+        ));
+    }
     if !graceful {
         errors.push(format!(
             "worker did not exit within {WORKER_GRACE:?} of SIGTERM and was killed"
@@ -221,7 +246,7 @@ pub fn run_once(
         task_count: case.task_count,
         tally: &tally,
         producer: window.ok_or_else(|| anyhow!("no producer window"))?,
-        worker_spawn_ns: worker.started_unix_ns(),
+        worker_spawn_ns: workers[0].started_unix_ns(),
         samples: &samples,
     };
     let (mut metrics, histograms) = measure::metrics(&input);
@@ -235,7 +260,7 @@ pub fn run_once(
     if metrics.failed > 0 {
         errors.push(format!("{} tasks reported a failure", metrics.failed));
     }
-    let spawn_ns = worker.started_unix_ns();
+    let spawn_ns = workers[0].started_unix_ns();
     let timeseries = samples
         .iter()
         .map(|s| TimePoint {
@@ -253,6 +278,7 @@ pub fn run_once(
             system: system.name().into(),
             driver: case.driver.name().into(),
             workers: case.variant.concurrency,
+            worker_processes: case.worker_processes,
             task_count: case.task_count,
             scenario: case.scenario.into(),
             mode: case.mode.name().into(),

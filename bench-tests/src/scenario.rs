@@ -70,6 +70,8 @@ pub struct Case {
     pub variant: Variant,
     pub mode: Mode,
     pub task_count: u64,
+    /// Worker processes consuming the same queue (2+ checks that they never share a task).
+    pub worker_processes: u32,
     pub producer_batch: u32,
     pub celery_prefetch_multiplier: u32,
 }
@@ -120,6 +122,7 @@ pub fn cases(profile: &Profile, scenario: &str, driver: Driver, cpus: u32) -> Re
                 variant: variant.clone(),
                 mode: Mode::parse(mode)?,
                 task_count: sizes.task_count,
+                worker_processes: 1,
                 producer_batch: sizes.producer_batch,
                 celery_prefetch_multiplier: sizes.celery_prefetch_multiplier,
             });
@@ -149,6 +152,7 @@ fn drivers_cases(profile: &Profile, driver: Driver) -> Vec<Case> {
         variant,
         mode: Mode::Drain,
         task_count,
+        worker_processes: 1,
         producer_batch: profile.throughput.producer_batch,
         celery_prefetch_multiplier: profile.throughput.celery_prefetch_multiplier,
     })

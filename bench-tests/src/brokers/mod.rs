@@ -168,21 +168,25 @@ pub fn block_on<T>(
 pub struct SourceSearch {
     pub driver: Driver,
     pub env_var: &'static str,
+    env_value: Option<String>,
     tried: Vec<String>,
 }
 
 impl SourceSearch {
-    pub fn new(driver: Driver, env_var: &'static str) -> SourceSearch {
+    /// `env_value` stands for the variable's value (tests pass one without touching the
+    /// process environment, which other threads read).
+    pub fn new(driver: Driver, env_var: &'static str, env_value: Option<String>) -> SourceSearch {
         SourceSearch {
             driver,
             env_var,
+            env_value,
             tried: Vec::new(),
         }
     }
 
     /// The URL the user set, if any (the caller must not fall back when it fails).
     pub fn env_url(&mut self) -> Option<String> {
-        let url = std::env::var(self.env_var).ok().filter(|u| !u.is_empty());
+        let url = self.env_value.take().filter(|u| !u.is_empty());
         if url.is_none() {
             self.tried.push(format!("{} (not set)", self.env_var));
         }

@@ -25,8 +25,17 @@ pub struct RabbitBroker {
 }
 
 impl RabbitBroker {
+    /// Follows the source order, reading the URL from the environment.
     pub fn provide(progress: &mut dyn FnMut(&str)) -> Result<RabbitBroker> {
-        let mut search = SourceSearch::new(Driver::Rabbitmq, ENV_URL);
+        Self::provide_from(std::env::var(ENV_URL).ok(), progress)
+    }
+
+    /// Follows the source order with `env_url` standing for the environment's URL.
+    pub fn provide_from(
+        env_url: Option<String>,
+        progress: &mut dyn FnMut(&str),
+    ) -> Result<RabbitBroker> {
+        let mut search = SourceSearch::new(Driver::Rabbitmq, ENV_URL, env_url);
         if let Some(url) = search.env_url() {
             let version = server_version(&url).map_err(|e| search.env_url_failed(&url, e))?;
             return Ok(Self::found(ENV_URL.into(), url, version, None));

@@ -7,12 +7,12 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{bail, Context, Result};
 use testcontainers::runners::SyncRunner;
 use testcontainers::{Container, ImageExt};
 use testcontainers_modules::redis::Redis as RedisImage;
 
-use super::{docker, redact_url, Broker, BrokerInfo, Driver, Namespace};
+use super::{redact_url, Broker, BrokerInfo, Driver, Namespace, SourceSearch};
 use crate::procs::ManagedChild;
 use crate::systems::System;
 
@@ -43,59 +43,50 @@ impl RedisBroker {
         env_url: Option<String>,
         progress: &mut dyn FnMut(&str),
     ) -> Result<RedisBroker> {
-        let mut tried = Vec::new();
-        if let Some(url) = env_url {
+        let mut search = SourceSearch::new(Driver::Redis, ENV_URL, env_url);
+        if let Some(url) = search.env_url() {
             let base = base_url(&url);
-            let version = ping(&base)
-                .map_err(|e| anyhow!("Redis at {} (from {ENV_URL}) is unreachable: {e:#}. Check the URL or unset {ENV_URL} to let the harness find or start one.", redact_url(&url)))?;
+            let version = ping(&base).map_err(|e| search.env_url_failed(&url, e))?;
             return Ok(Self::found(ENV_URL.into(), base, version));
         }
-        tried.push(format!("{ENV_URL} (not set)"));
-
-        if docker::daemon_answers(Duration::from_secs(2)) {
+        if search.docker_answers() {
             progress(&format!("starting redis:{IMAGE_TAG} with testcontainers"));
-            match start_container() {
-                Ok((container, base)) => {
-                    let version = ping(&base)?;
+            match start_container().and_then(|(c, base)| ping(&base).map(|v| (c, base, v))) {
+                Ok((container, base, version)) => {
                     let mut broker =
                         Self::found(format!("testcontainers redis:{IMAGE_TAG}"), base, version);
                     broker._container = Some(container);
                     return Ok(broker);
                 }
-                Err(e) => tried.push(format!("testcontainers redis:{IMAGE_TAG} ({e:#})")),
+                Err(e) => search.failed(format!("testcontainers redis:{IMAGE_TAG}"), e),
             }
-        } else {
-            tried.push(format!(
-                "testcontainers (no Docker daemon answered at {})",
-                docker::daemon_address()
-            ));
         }
-
         match ping(DEFAULT_URL) {
             Ok(version) => {
                 return Ok(Self::found(
-                    format!("local {}", &DEFAULT_URL[8..]),
+                    "local 127.0.0.1:6379".into(),
                     DEFAULT_URL.into(),
                     version,
                 ))
             }
-            Err(e) => tried.push(format!("{DEFAULT_URL} ({e:#})")),
+            Err(e) => search.failed(DEFAULT_URL, e),
         }
-
-        match start_local_server(progress) {
-            Ok((child, dir, base)) => {
-                let version = ping(&base)?;
+        match start_local_server(progress)
+            .and_then(|(child, dir, base)| ping(&base).map(|v| (child, dir, base, v)))
+        {
+            Ok((child, dir, base, version)) => {
                 let port = base.rsplit(':').next().unwrap_or("?").to_string();
                 let mut broker = Self::found(format!("redis-server on port {port}"), base, version);
                 broker._server = Some((child, dir));
-                return Ok(broker);
+                Ok(broker)
             }
-            Err(e) => tried.push(format!("redis-server binary ({e:#})")),
+            Err(e) => {
+                search.failed("redis-server binary", e);
+                Err(search.give_up(&format!(
+                    "Set {ENV_URL}=redis://host:port, start Docker, or install redis-server."
+                )))
+            }
         }
-        bail!(
-            "no Redis server available. Tried:\n  - {}\nSet {ENV_URL}=redis://host:port, start Docker, or install redis-server.",
-            tried.join("\n  - ")
-        )
     }
 
     fn found(source: String, base_url: String, server_version: String) -> RedisBroker {

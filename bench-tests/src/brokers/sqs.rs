@@ -42,8 +42,18 @@ pub struct SqsBroker {
 }
 
 impl SqsBroker {
+    /// Follows the source order, reading the endpoint from the environment.
     pub fn provide(python: &PythonEnv, progress: &mut dyn FnMut(&str)) -> Result<SqsBroker> {
-        let mut search = SourceSearch::new(Driver::Sqs, ENV_ENDPOINT);
+        Self::provide_from(std::env::var(ENV_ENDPOINT).ok(), python, progress)
+    }
+
+    /// Follows the source order with `env_endpoint` standing for BENCH_SQS_ENDPOINT.
+    pub fn provide_from(
+        env_endpoint: Option<String>,
+        python: &PythonEnv,
+        progress: &mut dyn FnMut(&str),
+    ) -> Result<SqsBroker> {
+        let mut search = SourceSearch::new(Driver::Sqs, ENV_ENDPOINT, env_endpoint);
         let fixtures = crate::project_root().join("fixtures/python");
         let mut broker = SqsBroker {
             info: BrokerInfo {

@@ -37,6 +37,15 @@ pub fn throughput_case(system: System, pool: &str, mode: Mode) -> Case {
     .unwrap_or_else(|| panic!("no ci case for {system} {pool} {mode:?}"))
 }
 
+/// The ci-profile `drivers` case of a system on a broker.
+pub fn drivers_case(system: System, driver: bench_tests::brokers::Driver) -> Case {
+    scenario::cases(&ci_profile(), "drivers", driver, harness().cpus())
+        .expect("drivers cases")
+        .into_iter()
+        .find(|c| c.variant.system == system)
+        .unwrap_or_else(|| panic!("no ci drivers case for {system} on {driver}"))
+}
+
 /// A measured (non-warm-up) request with the ci profile's bounds.
 pub fn request<'a>(case: &'a Case, profile: &'a Profile) -> RunRequest<'a> {
     RunRequest {

@@ -100,6 +100,9 @@ pub trait Namespace: Send {
     fn asynctasq_env(&self) -> Vec<(String, String)>;
     /// Celery's broker URL for this namespace.
     fn celery_url(&self) -> String;
+    /// The namespace's own address for a Rust client: Redis URL with database, PostgreSQL
+    /// or MySQL URL with the run's database, AMQP URL, SQS endpoint (empty for AWS itself).
+    fn connection_url(&self) -> String;
     /// JSON for Celery's `broker_transport_options`, when the transport needs any.
     fn celery_transport_options(&self) -> Option<String> {
         None

@@ -140,6 +140,10 @@ impl Namespace for MysqlNamespace {
         ]
     }
 
+    fn connection_url(&self) -> String {
+        self.url.clone()
+    }
+
     fn celery_url(&self) -> String {
         // kombu's SQLAlchemy transport (experimental in Celery) with PyMySQL.
         self.url.replacen("mysql://", "sqla+mysql+pymysql://", 1)

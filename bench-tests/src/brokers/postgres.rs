@@ -144,6 +144,10 @@ impl Namespace for PostgresNamespace {
         ]
     }
 
+    fn connection_url(&self) -> String {
+        self.url.clone()
+    }
+
     fn celery_url(&self) -> String {
         // kombu's SQLAlchemy transport (experimental in Celery) with the psycopg 3 driver.
         self.url

@@ -127,6 +127,10 @@ impl Namespace for RabbitNamespace {
         ]
     }
 
+    fn connection_url(&self) -> String {
+        self.url.clone()
+    }
+
     fn celery_url(&self) -> String {
         self.url.replacen("amqp://", "pyamqp://", 1)
     }

@@ -166,6 +166,10 @@ impl Namespace for RedisNamespace {
         ]
     }
 
+    fn connection_url(&self) -> String {
+        self.url()
+    }
+
     fn celery_url(&self) -> String {
         self.url()
     }

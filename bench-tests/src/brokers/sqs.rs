@@ -231,6 +231,10 @@ impl Namespace for SqsNamespace {
         env
     }
 
+    fn connection_url(&self) -> String {
+        self.endpoint.url.clone().unwrap_or_default()
+    }
+
     fn celery_url(&self) -> String {
         let host = self.endpoint.url.as_deref().map(|u| {
             u.trim_start_matches("http://")

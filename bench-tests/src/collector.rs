@@ -45,6 +45,8 @@ pub struct Tally {
     pub records: Vec<TaskRecord>,
     /// Records for a task already seen.
     pub duplicates: u64,
+    /// Those records themselves (a redelivered task's second start, say).
+    pub repeats: Vec<TaskRecord>,
     /// Records of another run, a sequence number out of range, or unparsable.
     pub foreign: u64,
     /// Distinct tasks whose outcome was not "ok".
@@ -110,6 +112,11 @@ impl Collector {
 
     pub fn distinct(&self) -> u64 {
         self.shared.tally.lock().expect("collector").0.records.len() as u64
+    }
+
+    /// A copy of what has arrived so far.
+    pub fn snapshot(&self) -> Tally {
+        self.shared.tally.lock().expect("collector").0.clone()
     }
 
     /// Waits until every expected task reported, `deadline` passes, or no new task
@@ -182,6 +189,7 @@ fn receive_loop(socket: UnixDatagram, run_id: &str, shared: &Shared, stop: &Atom
                     Some((id, record)) if id == run_id && (record.seq as usize) < seen.len() => {
                         if seen[record.seq as usize] {
                             tally.duplicates += 1;
+                            tally.repeats.push(record);
                         } else {
                             seen[record.seq as usize] = true;
                             tally.failed += u64::from(!record.ok);

@@ -18,6 +18,7 @@ pub mod result;
 pub mod run;
 pub mod sampler;
 pub mod scenario;
+pub mod space;
 pub mod systems;
 pub mod table;
 

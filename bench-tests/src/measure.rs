@@ -147,6 +147,7 @@ mod tests {
                 rec(2, 20, 2000, 2003),
             ],
             duplicates: 1,
+            repeats: vec![rec(2, 20, 2100, 2101)],
             foreign: 0,
             failed: 0,
         };

@@ -37,6 +37,8 @@ pub struct DriverSizes {
     pub sqs_task_count: u64,
     pub asynctasq_concurrency: u32,
     pub celery_threads_concurrency: u32,
+    /// Celery prefetch multipliers measured on RabbitMQ, beside the default run.
+    pub rabbitmq_celery_prefetch_sweep: Vec<u32>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]

@@ -5,7 +5,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 
-use crate::brokers::Driver;
 use crate::collector::{Collector, WaitEnd};
 use crate::harness::Harness;
 use crate::measure::{self, MeasureInput, ProducerWindow};
@@ -13,13 +12,12 @@ use crate::procs::ManagedChild;
 use crate::result::{Configuration, Environment, RunResult, TimePoint};
 use crate::sampler::Sampler;
 use crate::scenario::{Case, Mode};
-use crate::systems::{self, RunEnv, System};
+use crate::space::RunSpace;
+use crate::systems::{self, System};
 
 /// Workers get this long to finish in-flight tasks after SIGTERM before SIGKILL.
 const WORKER_GRACE: Duration = Duration::from_secs(15);
 const LOG_TAIL_LINES: usize = 25;
-/// Creating AsyncTasQ's tables takes a second or two; a minute means something is wrong.
-const MIGRATE_LIMIT: Duration = Duration::from_secs(60);
 
 pub struct RunRequest<'a> {
     pub case: &'a Case,
@@ -63,69 +61,41 @@ pub fn run_once(
     let case = req.case;
     let started = Instant::now();
     let deadline = started + req.timeout;
-    let broker = h.broker(case.driver)?;
-    let key = format!("{:08x}", rand::random::<u32>());
-    let namespace = broker.namespace(&key)?;
-    let namespace = namespace.as_ref();
-    let workdir = tempfile::Builder::new()
-        .prefix("tasq-bench-run-")
-        .tempdir()?;
+    let space = RunSpace::open(h, case.driver)?;
     let collector = Collector::bind(
-        &workdir.path().join("collector.sock"),
+        &space.dir().join("collector.sock"),
         &req.run_id,
         case.task_count,
     )?;
-    // Unique per run: RabbitMQ and SQS runs are isolated by queue name.
-    let queue = format!("bench_{key}");
-    let queue = queue.as_str();
-    let fixtures = h.fixtures();
-    let env = RunEnv {
-        python: &h.python,
-        fixtures: &fixtures,
-        workdir: workdir.path(),
-        collector_socket: collector.socket_path(),
-        queue,
-        broker: namespace,
-        run_id: &req.run_id,
-        celery_prefetch_multiplier: case.celery_prefetch_multiplier,
-    };
+    let env = space.env(
+        h,
+        collector.socket_path(),
+        &req.run_id,
+        case.celery_prefetch_multiplier,
+    );
     let system = case.variant.system;
-    let depth = || {
-        namespace
-            .queue_depth(system, queue)
-            .map_or_else(|e| format!("unknown ({e:#})"), |d| d.to_string())
+    let (namespace, queue) = (space.namespace.as_ref(), space.queue.as_str());
+    let depth = || space.depth(system);
+    let producer_command = || {
+        systems::producer_command(
+            system,
+            &env,
+            case.task,
+            0,
+            case.task_count,
+            case.producer_batch,
+        )
     };
-    let producer_command =
-        || systems::producer_command(system, &env, 0, case.task_count, case.producer_batch);
     let mut errors = Vec::new();
-
-    namespace.prepare(system, queue)?;
-    if system == System::Asynctasq && matches!(case.driver, Driver::Postgres | Driver::Mysql) {
-        let (status, _) = crate::procs::run_bounded(
-            "migrate",
-            &mut systems::asynctasq::migrate_command(&env),
-            workdir.path(),
-            MIGRATE_LIMIT,
-        )?;
-        if !status.success() {
-            bail!(
-                "run {}: `asynctasq migrate --driver {}` failed ({status}): {}",
-                req.run_id,
-                case.driver,
-                crate::procs::tail_of_file(&workdir.path().join("migrate.err"), LOG_TAIL_LINES)
-                    + &crate::procs::tail_of_file(
-                        &workdir.path().join("migrate.out"),
-                        LOG_TAIL_LINES
-                    )
-            );
-        }
-    }
+    space
+        .prepare(system, &env)
+        .with_context(|| format!("run {}", req.run_id))?;
 
     let mut producer = None;
     let mut window = None;
     if case.mode == Mode::Drain {
         let mut drain_producer =
-            ManagedChild::spawn("producer", &mut producer_command(), workdir.path())?;
+            ManagedChild::spawn("producer", &mut producer_command(), space.dir())?;
         let status = drain_producer.wait_exit(deadline.saturating_duration_since(Instant::now()));
         window = Some(producer_result(&mut drain_producer, status, &req.run_id)?);
         match namespace.queue_depth(system, queue) {
@@ -150,7 +120,7 @@ pub fn run_once(
         workers.push(ManagedChild::spawn(
             &name,
             &mut worker_command,
-            workdir.path(),
+            space.dir(),
         )?);
     }
     let sampler = Sampler::start(
@@ -162,7 +132,7 @@ pub fn run_once(
         producer = Some(ManagedChild::spawn(
             "producer",
             &mut producer_command(),
-            workdir.path(),
+            space.dir(),
         )?);
     }
 
@@ -282,7 +252,7 @@ pub fn run_once(
             task_count: case.task_count,
             scenario: case.scenario.into(),
             mode: case.mode.name().into(),
-            variant: case.variant.label(),
+            variant: case.variant_label(),
             pool: case.variant.pool.clone(),
             profile: req.profile_name.into(),
             repetition: req.repetition,
@@ -293,13 +263,13 @@ pub fn run_once(
             celery_prefetch_multiplier: (system == System::Celery)
                 .then_some(case.celery_prefetch_multiplier),
             celery_acks: (system == System::Celery).then(|| "early (Celery default)".to_string()),
-            broker_source: broker.info().source.clone(),
+            broker_source: space.broker.info().source.clone(),
             caveats: systems::caveats(system, namespace),
         },
         metrics,
         errors,
         environment: Environment {
-            broker_version: broker.info().server_version.clone(),
+            broker_version: space.broker.info().server_version.clone(),
             ..h.environment.clone()
         },
         timeseries,

@@ -35,6 +35,9 @@ pub fn check_name(name: &str) -> Result<&'static str> {
     )
 }
 
+/// Celery's own default `worker_prefetch_multiplier`.
+pub const CELERY_DEFAULT_PREFETCH: u32 = 4;
+
 /// How load is applied.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -70,6 +73,8 @@ pub struct Case {
     pub variant: Variant,
     pub mode: Mode,
     pub task_count: u64,
+    /// The fixture task each produced message runs (`noop` unless a behaviour needs another).
+    pub task: &'static str,
     /// Worker processes consuming the same queue (2+ checks that they never share a task).
     pub worker_processes: u32,
     pub producer_batch: u32,
@@ -77,6 +82,20 @@ pub struct Case {
 }
 
 impl Case {
+    /// The variant, plus Celery's prefetch multiplier when it is not Celery's default (4).
+    pub fn variant_label(&self) -> String {
+        match self.variant.system {
+            System::Celery if self.celery_prefetch_multiplier != CELERY_DEFAULT_PREFETCH => {
+                format!(
+                    "{}-pf{}",
+                    self.variant.label(),
+                    self.celery_prefetch_multiplier
+                )
+            }
+            _ => self.variant.label(),
+        }
+    }
+
     /// e.g. `asynctasq-redis-throughput-asyncio-c10-drain`.
     pub fn label(&self) -> String {
         format!(
@@ -84,7 +103,7 @@ impl Case {
             self.variant.system,
             self.driver,
             self.scenario,
-            self.variant.label(),
+            self.variant_label(),
             self.mode.name()
         )
     }
@@ -122,6 +141,7 @@ pub fn cases(profile: &Profile, scenario: &str, driver: Driver, cpus: u32) -> Re
                 variant: variant.clone(),
                 mode: Mode::parse(mode)?,
                 task_count: sizes.task_count,
+                task: "noop",
                 worker_processes: 1,
                 producer_batch: sizes.producer_batch,
                 celery_prefetch_multiplier: sizes.celery_prefetch_multiplier,
@@ -131,7 +151,8 @@ pub fn cases(profile: &Profile, scenario: &str, driver: Driver, cpus: u32) -> Re
     Ok(cases)
 }
 
-/// Scenario 9: the same drain workload on every broker, one variant per system.
+/// Scenario 9: the same drain workload on every broker, one variant per system; on
+/// RabbitMQ also Celery's prefetch multiplier swept (1, 4, 16).
 fn drivers_cases(profile: &Profile, driver: Driver) -> Vec<Case> {
     let sizes = &profile.drivers;
     // moto slows down sharply as a queue gets deep: keep SQS runs small enough that the
@@ -141,22 +162,36 @@ fn drivers_cases(profile: &Profile, driver: Driver) -> Vec<Case> {
     } else {
         sizes.task_count
     };
-    [
-        Variant::new(System::Asynctasq, "asyncio", sizes.asynctasq_concurrency),
-        Variant::new(System::Celery, "threads", sizes.celery_threads_concurrency),
-    ]
-    .into_iter()
-    .map(|variant| Case {
+    let case = |variant: Variant, prefetch: u32| Case {
         scenario: "drivers",
         driver,
         variant,
         mode: Mode::Drain,
         task_count,
+        task: "noop",
         worker_processes: 1,
         producer_batch: profile.throughput.producer_batch,
-        celery_prefetch_multiplier: profile.throughput.celery_prefetch_multiplier,
-    })
-    .collect()
+        celery_prefetch_multiplier: prefetch,
+    };
+    let celery_threads = Variant::new(System::Celery, "threads", sizes.celery_threads_concurrency);
+    let mut cases = vec![
+        case(
+            Variant::new(System::Asynctasq, "asyncio", sizes.asynctasq_concurrency),
+            CELERY_DEFAULT_PREFETCH,
+        ),
+        case(
+            celery_threads.clone(),
+            profile.throughput.celery_prefetch_multiplier,
+        ),
+    ];
+    if driver == Driver::Rabbitmq {
+        for prefetch in &sizes.rabbitmq_celery_prefetch_sweep {
+            if *prefetch != profile.throughput.celery_prefetch_multiplier {
+                cases.push(case(celery_threads.clone(), *prefetch));
+            }
+        }
+    }
+    cases
 }
 
 #[cfg(test)]

@@ -121,6 +121,7 @@ pub fn worker_command(variant: &Variant, env: &RunEnv) -> Command {
 pub fn producer_command(
     system: System,
     env: &RunEnv,
+    task: &str,
     first: u64,
     count: u64,
     batch: u32,
@@ -136,6 +137,8 @@ pub fn producer_command(
         system.name(),
         "--run-id",
         env.run_id,
+        "--task",
+        task,
     ]);
     command.args([
         "--first",

@@ -1,0 +1,95 @@
+//! What one run works in: a fresh broker namespace, a unique queue name, a clean working
+//! directory (AsyncTasQ reads `.env` from its cwd), and AsyncTasQ's tables when needed.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Result};
+
+use crate::brokers::{Broker, Driver, Namespace};
+use crate::harness::Harness;
+use crate::systems::{self, RunEnv, System};
+
+/// Creating AsyncTasQ's tables takes a second or two; a minute means something is wrong.
+const MIGRATE_LIMIT: Duration = Duration::from_secs(60);
+
+pub struct RunSpace {
+    pub broker: Arc<dyn Broker>,
+    pub namespace: Box<dyn Namespace>,
+    /// Unique per run: RabbitMQ and SQS runs are isolated by queue name.
+    pub queue: String,
+    pub workdir: tempfile::TempDir,
+    pub fixtures: PathBuf,
+}
+
+impl RunSpace {
+    pub fn open(h: &Harness, driver: Driver) -> Result<RunSpace> {
+        let broker = h.broker(driver)?;
+        let key = format!("{:08x}", rand::random::<u32>());
+        let namespace = broker.namespace(&key)?;
+        let workdir = tempfile::Builder::new()
+            .prefix("tasq-bench-run-")
+            .tempdir()?;
+        Ok(RunSpace {
+            broker,
+            namespace,
+            queue: format!("bench_{key}"),
+            workdir,
+            fixtures: h.fixtures(),
+        })
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.workdir.path()
+    }
+
+    /// The environment of every process of the run.
+    pub fn env<'a>(
+        &'a self,
+        h: &'a Harness,
+        collector_socket: &'a Path,
+        run_id: &'a str,
+        celery_prefetch: u32,
+    ) -> RunEnv<'a> {
+        RunEnv {
+            python: &h.python,
+            fixtures: &self.fixtures,
+            workdir: self.workdir.path(),
+            collector_socket,
+            queue: &self.queue,
+            broker: self.namespace.as_ref(),
+            run_id,
+            celery_prefetch_multiplier: celery_prefetch,
+        }
+    }
+
+    /// Makes the queue usable by `system`: the broker's own preparation (an SQS queue) and,
+    /// for AsyncTasQ on PostgreSQL/MySQL, `asynctasq migrate`.
+    pub fn prepare(&self, system: System, env: &RunEnv) -> Result<()> {
+        self.namespace.prepare(system, &self.queue)?;
+        if system == System::Asynctasq
+            && matches!(self.namespace.driver(), Driver::Postgres | Driver::Mysql)
+        {
+            let mut migrate = systems::asynctasq::migrate_command(env);
+            let (status, _) =
+                crate::procs::run_bounded("migrate", &mut migrate, self.dir(), MIGRATE_LIMIT)?;
+            if !status.success() {
+                bail!(
+                    "`asynctasq migrate --driver {}` failed ({status}): {}{}",
+                    self.namespace.driver(),
+                    crate::procs::tail_of_file(&self.dir().join("migrate.err"), 25),
+                    crate::procs::tail_of_file(&self.dir().join("migrate.out"), 25)
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// The queue's depth for messages, or why it could not be read.
+    pub fn depth(&self, system: System) -> String {
+        self.namespace
+            .queue_depth(system, &self.queue)
+            .map_or_else(|e| format!("unknown ({e:#})"), |d| d.to_string())
+    }
+}

@@ -3,6 +3,7 @@
 //! Data flows profile → python → brokers → systems → run (collector, sampler) → measure
 //! → result files; `bench` orchestrates repetitions and `table` prints the summary.
 
+pub mod behaviour;
 pub mod bench;
 pub mod brokers;
 pub mod clock;

@@ -174,6 +174,16 @@ impl ManagedChild {
         }
     }
 
+    /// SIGKILL to the whole group at once, as a crash would (no graceful shutdown).
+    pub fn kill(&mut self) {
+        signal_group(self.pgid, libc::SIGKILL);
+        self.wait_group_gone(Duration::from_secs(5));
+        LIVE_GROUPS
+            .lock()
+            .expect("process registry")
+            .remove(&self.pgid);
+    }
+
     /// SIGTERM to the whole group, up to `grace` for it to exit, then SIGKILL; returns
     /// once no process of the group is left (bounded) and says whether it exited on SIGTERM.
     pub fn stop(&mut self, grace: Duration) -> bool {

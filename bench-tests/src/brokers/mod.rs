@@ -113,6 +113,11 @@ pub trait Namespace: Send {
     }
     /// Tasks waiting in `queue`, read from the broker itself.
     fn queue_depth(&self, system: System, queue: &str) -> Result<u64>;
+    /// When the first task of `queue` reached AsyncTasQ's dead-letter table (Unix ns), if
+    /// it has; only the SQL brokers keep one.
+    fn dead_letter_ns(&self, _queue: &str) -> Result<Option<u64>> {
+        bail!("{} has no dead-letter table", self.driver())
+    }
     /// Labels for results, e.g. "emulator (moto): not AWS SQS".
     fn caveat(&self) -> Option<String> {
         None

@@ -149,6 +149,15 @@ impl Namespace for MysqlNamespace {
         self.url.replacen("mysql://", "sqla+mysql+pymysql://", 1)
     }
 
+    fn dead_letter_ns(&self, queue: &str) -> Result<Option<u64>> {
+        let (url, queue) = (self.url.clone(), queue.to_string());
+        block_on(LIMIT, async move {
+            let mut conn = MySqlConnection::connect(&url).await?;
+            let at: Option<i64> = sqlx::query_scalar("SELECT CAST(UNIX_TIMESTAMP(failed_at) * 1000000000 AS SIGNED) FROM dead_letter_queue WHERE queue_name = ? ORDER BY id LIMIT 1").bind(queue).fetch_optional(&mut conn).await?;
+            Ok(at.map(|ns| ns as u64))
+        })
+    }
+
     fn queue_depth(&self, system: System, queue: &str) -> Result<u64> {
         let query = match system {
             System::Asynctasq => "SELECT count(*) FROM task_queue WHERE queue_name = ? AND status = 'pending'",

@@ -154,6 +154,15 @@ impl Namespace for PostgresNamespace {
             .replacen("postgres://", "sqla+postgresql+psycopg://", 1)
     }
 
+    fn dead_letter_ns(&self, queue: &str) -> Result<Option<u64>> {
+        let (url, queue) = (self.url.clone(), queue.to_string());
+        block_on(LIMIT, async move {
+            let mut conn = PgConnection::connect(&url).await?;
+            let at: Option<i64> = sqlx::query_scalar("SELECT (extract(epoch FROM failed_at) * 1e9)::bigint FROM dead_letter_queue WHERE queue_name = $1 ORDER BY id LIMIT 1").bind(queue).fetch_optional(&mut conn).await?;
+            Ok(at.map(|ns| ns as u64))
+        })
+    }
+
     fn queue_depth(&self, system: System, queue: &str) -> Result<u64> {
         let query = depth_query(system);
         let (url, queue) = (self.url.clone(), queue.to_string());

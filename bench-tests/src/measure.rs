@@ -117,6 +117,7 @@ pub fn metrics(input: &MeasureInput) -> (Metrics, Histograms) {
         foreign_records: tally.foreign,
         task_pids: pids.len() as u32,
         worker_stopped_gracefully: false,
+        message_bytes: None,
     };
     (metrics, h)
 }

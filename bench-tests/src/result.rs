@@ -83,6 +83,8 @@ pub struct Metrics {
     /// Distinct worker pids that ran tasks.
     pub task_pids: u32,
     pub worker_stopped_gracefully: bool,
+    /// Bytes one task message occupies on the broker (drain runs: read before workers start).
+    pub message_bytes: Option<u64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

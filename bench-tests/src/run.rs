@@ -92,6 +92,7 @@ pub fn run_once(
         .with_context(|| format!("run {}", req.run_id))?;
 
     let mut producer = None;
+    let mut message_bytes = None;
     let mut window = None;
     if case.mode == Mode::Drain {
         let mut drain_producer =
@@ -105,6 +106,10 @@ pub fn run_once(
                 case.task_count
             )),
             Err(e) => errors.push(format!("could not read the queue depth: {e:#}")),
+        }
+        match namespace.message_bytes(system, queue) {
+            Ok(bytes) => message_bytes = Some(bytes),
+            Err(e) => errors.push(format!("could not read a message's size: {e:#}")),
         }
     }
 
@@ -221,6 +226,7 @@ pub fn run_once(
     };
     let (mut metrics, histograms) = measure::metrics(&input);
     metrics.worker_stopped_gracefully = graceful;
+    metrics.message_bytes = message_bytes;
     if metrics.lost > 0 || metrics.duplicated > 0 {
         errors.push(format!(
             "{} tasks lost, {} duplicated",

@@ -41,6 +41,9 @@ fn every_system_completes_exactly_on_every_broker(
     );
     assert!(m.throughput_tasks_per_sec > 0.0 && m.enqueue_rate_per_sec > 0.0);
     assert!(out.result.errors.is_empty(), "{:?}", out.result.errors);
+    // Wire size, read from the broker: a task message holds at least its arguments.
+    let bytes = m.message_bytes.expect("drain runs read one message's size");
+    assert!((50..100_000).contains(&bytes), "{bytes} bytes");
     let caveats = &out.result.configuration.caveats;
     assert_eq!(
         caveats.iter().any(|c| c.contains("emulator")),

@@ -111,6 +111,9 @@ pub trait Namespace: Send {
     fn prepare(&self, _system: System, _queue: &str) -> Result<()> {
         Ok(())
     }
+    /// Bytes one pending message of `queue` occupies as stored by the broker (its body or
+    /// payload column), read from the broker without consuming it.
+    fn message_bytes(&self, system: System, queue: &str) -> Result<u64>;
     /// Tasks waiting in `queue`, read from the broker itself.
     fn queue_depth(&self, system: System, queue: &str) -> Result<u64>;
     /// When the first task of `queue` reached AsyncTasQ's dead-letter table (Unix ns), if

@@ -158,6 +158,24 @@ impl Namespace for MysqlNamespace {
         })
     }
 
+    fn message_bytes(&self, system: System, queue: &str) -> Result<u64> {
+        let query = match system {
+            System::Asynctasq => "SELECT CAST(LENGTH(payload) AS SIGNED) FROM task_queue WHERE queue_name = ? LIMIT 1",
+            System::Celery => {
+                "SELECT CAST(LENGTH(m.payload) AS SIGNED) FROM kombu_message m JOIN kombu_queue q ON q.id = m.queue_id WHERE q.name = ? LIMIT 1"
+            }
+        };
+        let (url, queue) = (self.url.clone(), queue.to_string());
+        block_on(LIMIT, async move {
+            let mut conn = MySqlConnection::connect(&url).await?;
+            let bytes: i64 = sqlx::query_scalar(query)
+                .bind(queue)
+                .fetch_one(&mut conn)
+                .await?;
+            Ok(bytes as u64)
+        })
+    }
+
     fn queue_depth(&self, system: System, queue: &str) -> Result<u64> {
         let query = match system {
             System::Asynctasq => "SELECT count(*) FROM task_queue WHERE queue_name = ? AND status = 'pending'",

@@ -163,6 +163,24 @@ impl Namespace for PostgresNamespace {
         })
     }
 
+    fn message_bytes(&self, system: System, queue: &str) -> Result<u64> {
+        let query = match system {
+            System::Asynctasq => "SELECT octet_length(payload)::bigint FROM task_queue WHERE queue_name = $1 LIMIT 1",
+            System::Celery => {
+                "SELECT octet_length(m.payload)::bigint FROM kombu_message m JOIN kombu_queue q ON q.id = m.queue_id WHERE q.name = $1 LIMIT 1"
+            }
+        };
+        let (url, queue) = (self.url.clone(), queue.to_string());
+        block_on(LIMIT, async move {
+            let mut conn = PgConnection::connect(&url).await?;
+            let bytes: i64 = sqlx::query_scalar(query)
+                .bind(queue)
+                .fetch_one(&mut conn)
+                .await?;
+            Ok(bytes as u64)
+        })
+    }
+
     fn queue_depth(&self, system: System, queue: &str) -> Result<u64> {
         let query = depth_query(system);
         let (url, queue) = (self.url.clone(), queue.to_string());

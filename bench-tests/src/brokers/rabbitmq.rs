@@ -3,8 +3,11 @@
 
 use std::time::Duration;
 
-use anyhow::Result;
-use lapin::options::{ExchangeDeleteOptions, QueueDeclareOptions, QueueDeleteOptions};
+use anyhow::{Context, Result};
+use lapin::options::{
+    BasicGetOptions, BasicRejectOptions, ExchangeDeleteOptions, QueueDeclareOptions,
+    QueueDeleteOptions,
+};
 use lapin::types::FieldTable;
 use lapin::{Connection, ConnectionProperties};
 use testcontainers::core::{IntoContainerPort, WaitFor};
@@ -138,6 +141,27 @@ impl Namespace for RabbitNamespace {
     fn prepare(&self, _system: System, queue: &str) -> Result<()> {
         self.queues.lock().expect("queues").push(queue.to_string());
         Ok(())
+    }
+
+    fn message_bytes(&self, _system: System, queue: &str) -> Result<u64> {
+        let (url, queue) = (self.url.clone(), queue.to_string());
+        block_on(LIMIT, async move {
+            let conn = Connection::connect(&url, ConnectionProperties::default()).await?;
+            let channel = conn.create_channel().await?;
+            // Peek: get without ack, then reject with requeue, so the message stays.
+            let got = channel
+                .basic_get(&queue, BasicGetOptions { no_ack: false })
+                .await?;
+            let message = got.context("the queue is empty")?;
+            let bytes = message.delivery.data.len() as u64;
+            message
+                .delivery
+                .acker
+                .reject(BasicRejectOptions { requeue: true })
+                .await?;
+            let _ = conn.close(200, "done").await;
+            Ok(bytes)
+        })
     }
 
     fn queue_depth(&self, _system: System, queue: &str) -> Result<u64> {

@@ -174,13 +174,24 @@ impl Namespace for RedisNamespace {
         self.url()
     }
 
+    fn message_bytes(&self, system: System, queue: &str) -> Result<u64> {
+        let value: Vec<u8> = redis::cmd("LINDEX")
+            .arg(queue_key(system, queue))
+            .arg(0)
+            .query(&mut self.connection()?)?;
+        Ok(value.len() as u64)
+    }
+
     fn queue_depth(&self, system: System, queue: &str) -> Result<u64> {
-        // AsyncTasQ keeps pending tasks in the list `queue:<name>`, Celery in `<name>`.
-        let key = match system {
-            System::Asynctasq => format!("queue:{queue}"),
-            System::Celery => queue.to_string(),
-        };
-        self.list_len(&key)
+        self.list_len(&queue_key(system, queue))
+    }
+}
+
+/// AsyncTasQ keeps pending tasks in the list `queue:<name>`, Celery in `<name>`.
+fn queue_key(system: System, queue: &str) -> String {
+    match system {
+        System::Asynctasq => format!("queue:{queue}"),
+        System::Celery => queue.to_string(),
     }
 }
 

@@ -269,6 +269,17 @@ impl Namespace for SqsNamespace {
         Ok(())
     }
 
+    fn message_bytes(&self, _system: System, queue: &str) -> Result<u64> {
+        let out = admin(
+            &self.python,
+            &self.fixtures,
+            &self.endpoint,
+            &["peek", queue],
+            Duration::from_secs(20),
+        )?;
+        out["bytes"].as_u64().context("no size in the answer")
+    }
+
     fn queue_depth(&self, _system: System, queue: &str) -> Result<u64> {
         let out = admin(
             &self.python,

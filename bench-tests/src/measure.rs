@@ -118,6 +118,8 @@ pub fn metrics(input: &MeasureInput) -> (Metrics, Histograms) {
         task_pids: pids.len() as u32,
         worker_stopped_gracefully: false,
         message_bytes: None,
+        api_calls: None,
+        api_calls_per_task: None,
     };
     (metrics, h)
 }

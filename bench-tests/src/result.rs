@@ -85,6 +85,10 @@ pub struct Metrics {
     pub worker_stopped_gracefully: bool,
     /// Bytes one task message occupies on the broker (drain runs: read before workers start).
     pub message_bytes: Option<u64>,
+    /// Broker API calls that named the run's queue, by action (SQS on moto: its recorder),
+    /// from producer start to worker stop.
+    pub api_calls: Option<std::collections::BTreeMap<String, u64>>,
+    pub api_calls_per_task: Option<f64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -227,6 +227,15 @@ pub fn run_once(
     let (mut metrics, histograms) = measure::metrics(&input);
     metrics.worker_stopped_gracefully = graceful;
     metrics.message_bytes = message_bytes;
+    match namespace.api_calls(queue) {
+        Ok(Some(calls)) => {
+            metrics.api_calls_per_task =
+                Some(calls.values().sum::<u64>() as f64 / case.task_count as f64);
+            metrics.api_calls = Some(calls);
+        }
+        Ok(None) => {}
+        Err(e) => errors.push(format!("could not count the broker's API calls: {e:#}")),
+    }
     if metrics.lost > 0 || metrics.duplicated > 0 {
         errors.push(format!(
             "{} tasks lost, {} duplicated",

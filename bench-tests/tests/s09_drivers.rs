@@ -44,6 +44,15 @@ fn every_system_completes_exactly_on_every_broker(
     // Wire size, read from the broker: a task message holds at least its arguments.
     let bytes = m.message_bytes.expect("drain runs read one message's size");
     assert!((50..100_000).contains(&bytes), "{bytes} bytes");
+    if driver == Driver::Sqs {
+        // Counted by the emulator: one send and one delete per task; receives at most 10 at a time.
+        let calls = m.api_calls.as_ref().expect("moto counts SQS API calls");
+        let count = |action: &str| calls.get(action).copied().unwrap_or(0);
+        assert_eq!(count("SendMessage"), case.task_count, "{calls:?}");
+        assert!(count("DeleteMessage") >= case.task_count, "{calls:?}");
+        assert!(count("ReceiveMessage") >= case.task_count / 10, "{calls:?}");
+        assert!(m.api_calls_per_task.unwrap() > 2.0, "{calls:?}");
+    }
     let caveats = &out.result.configuration.caveats;
     assert_eq!(
         caveats.iter().any(|c| c.contains("emulator")),

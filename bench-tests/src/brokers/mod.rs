@@ -116,6 +116,11 @@ pub trait Namespace: Send {
     fn message_bytes(&self, system: System, queue: &str) -> Result<u64>;
     /// Tasks waiting in `queue`, read from the broker itself.
     fn queue_depth(&self, system: System, queue: &str) -> Result<u64>;
+    /// API calls that named `queue` so far, by action, where the broker can tell (moto's
+    /// request recorder); None elsewhere.
+    fn api_calls(&self, _queue: &str) -> Result<Option<BTreeMap<String, u64>>> {
+        Ok(None)
+    }
     /// When the first task of `queue` reached AsyncTasQ's dead-letter table (Unix ns), if
     /// it has; only the SQL brokers keep one.
     fn dead_letter_ns(&self, _queue: &str) -> Result<Option<u64>> {

@@ -3,6 +3,7 @@
 //! venv on a free loopback port. An emulator is labelled as such in every result.
 //! A queue per run, created before and deleted after.
 
+use std::collections::BTreeMap;
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::Command;
@@ -291,6 +292,20 @@ impl Namespace for SqsNamespace {
         out["depth"].as_u64().context("no depth in the answer")
     }
 
+    fn api_calls(&self, queue: &str) -> Result<Option<BTreeMap<String, u64>>> {
+        if self.endpoint.emulator != Some("moto") {
+            return Ok(None);
+        }
+        let out = admin(
+            &self.python,
+            &self.fixtures,
+            &self.endpoint,
+            &["calls", queue],
+            Duration::from_secs(30),
+        )?;
+        Ok(Some(serde_json::from_value(out["calls"].clone())?))
+    }
+
     fn caveat(&self) -> Option<String> {
         self.endpoint
             .emulator
@@ -332,7 +347,16 @@ fn start_moto(
     let mut child = crate::procs::spawn_server("moto-server", command, dir.path())?;
     let deadline = Instant::now() + Duration::from_secs(30);
     while Instant::now() < deadline {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+        if let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+            use std::io::{Read, Write};
+            stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+            let request = "POST /moto-api/recorder/start-recording HTTP/1.0\r\nHost: moto\r\nContent-Length: 0\r\n\r\n";
+            stream.write_all(request.as_bytes())?;
+            let mut reply = String::new();
+            let _ = stream.read_to_string(&mut reply);
+            if !reply.contains("Recording is set to True") {
+                bail!("moto's request recorder did not start: {reply}");
+            }
             return Ok((child, dir, format!("http://127.0.0.1:{port}")));
         }
         if child.try_exit().is_some() {

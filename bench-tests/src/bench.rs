@@ -13,8 +13,9 @@ use rand::{Rng, SeedableRng};
 
 use crate::brokers::Driver;
 use crate::harness::Harness;
-use crate::output::{self, RunDir};
+use crate::output::RunDir;
 use crate::profile::Profile;
+use crate::report;
 use crate::result::RunResult;
 use crate::run::{self, RunRequest};
 use crate::scenario::{self, Case};
@@ -90,6 +91,19 @@ impl BenchPlan {
         })
     }
 
+    /// The brokers the plan's cases of `scenario` use, in order.
+    pub fn drivers_of(&self, scenario: &str) -> Vec<Driver> {
+        let mut drivers: Vec<Driver> = self
+            .cases
+            .iter()
+            .filter(|c| c.scenario == scenario)
+            .map(|c| c.driver)
+            .collect();
+        drivers.sort();
+        drivers.dedup();
+        drivers
+    }
+
     /// The brokers the plan's cases use, in order.
     pub fn drivers(&self) -> Vec<Driver> {
         let mut drivers: Vec<Driver> = self.cases.iter().map(|c| c.driver).collect();
@@ -108,6 +122,8 @@ pub struct BenchOutcome {
     pub results: Vec<RunResult>,
     pub rows: Vec<SummaryRow>,
     pub failures: Vec<String>,
+    /// summary.json's content (statistics, comparisons, criteria); None if no run succeeded.
+    pub summary: Option<report::SummaryFile>,
 }
 
 /// Runs the plan, writing into `results_root/<timestamp>-<profile>/`.
@@ -139,6 +155,9 @@ pub fn execute(h: &Harness, plan: &BenchPlan, results_root: &Path) -> Result<Ben
         order.shuffle(&mut rand::rngs::StdRng::seed_from_u64(
             plan.seed.wrapping_add(u64::from(round)),
         ));
+        if !warmup {
+            measure_ceilings(h, plan, &run_dir, repetition, &bar, &mut failures);
+        }
         for (position, case) in order.into_iter().enumerate() {
             let label = format!(
                 "{}{} rep {repetition}",
@@ -197,21 +216,71 @@ pub fn execute(h: &Harness, plan: &BenchPlan, results_root: &Path) -> Result<Ben
     }
     bar.finish_and_clear();
     let rows = table::summarize(&results);
-    let environment = results.first().map(|r| &r.environment);
-    run_dir.write_summary(&output::summary_json(
-        &dir_id,
-        &plan.profile.name,
-        plan.seed,
-        &rows,
-        &failures,
-        environment,
-    ))?;
+    let summary = if results.is_empty() {
+        None
+    } else {
+        let ceilings = report::load_ceilings(&run_dir.path)?;
+        Some(report::write(
+            &run_dir.path,
+            &results,
+            &ceilings,
+            &plan.profile.criteria,
+            Some(plan.seed),
+            &failures,
+        )?)
+    };
     Ok(BenchOutcome {
         run_dir: run_dir.path,
         results,
         rows,
         failures,
+        summary,
     })
+}
+
+/// The broker's own ceiling, once per measured repetition, for every broker the drivers
+/// scenario runs on: `ceilings/<driver>-r<rep>.json`.
+fn measure_ceilings(
+    h: &Harness,
+    plan: &BenchPlan,
+    run_dir: &RunDir,
+    repetition: u32,
+    bar: &ProgressBar,
+    failures: &mut Vec<String>,
+) {
+    let sizes = &plan.profile.drivers;
+    let drivers: Vec<Driver> = plan.drivers_of("drivers");
+    for driver in drivers {
+        let messages = if driver == Driver::Sqs {
+            sizes.sqs_task_count
+        } else {
+            sizes.task_count
+        };
+        bar.set_message(format!(
+            "{driver} ceiling (Rust reference client), rep {repetition}"
+        ));
+        match crate::ceiling::measure(h, driver, messages, sizes.asynctasq_concurrency) {
+            Ok(ceiling) => {
+                say(
+                    bar,
+                    format!(
+                        "{driver} ceiling rep {repetition}: enqueue {:.0}/s, dequeue {:.0}/s",
+                        ceiling.enqueue_per_sec, ceiling.dequeue_per_sec
+                    ),
+                );
+                if let Err(e) = run_dir.write_ceiling(&ceiling, repetition) {
+                    failures.push(format!("{driver} ceiling rep {repetition}: writing: {e:#}"));
+                }
+            }
+            Err(e) => {
+                say(
+                    bar,
+                    format!("{driver} ceiling rep {repetition}: FAILED: {e:#}"),
+                );
+                failures.push(format!("{driver} ceiling rep {repetition}: {e:#}"));
+            }
+        }
+    }
 }
 
 /// A line above the progress bar, or on stderr when the bar is hidden (not a terminal).

@@ -6,8 +6,12 @@
 pub mod behaviour;
 pub mod bench;
 pub mod brokers;
+pub mod ceiling;
+pub mod charts;
 pub mod clock;
 pub mod collector;
+pub mod compare;
+pub mod criteria;
 pub mod harness;
 pub mod measure;
 pub mod output;
@@ -15,11 +19,14 @@ pub mod procs;
 pub mod profile;
 pub mod python;
 pub mod recorder_cost;
+pub mod report;
 pub mod result;
 pub mod run;
 pub mod sampler;
 pub mod scenario;
 pub mod space;
+pub mod stats;
+pub mod summary;
 pub mod systems;
 pub mod table;
 

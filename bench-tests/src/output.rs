@@ -1,5 +1,6 @@
-//! Writes a run directory: `runs/*.json` (one per repetition, warm-ups under
-//! `runs/warmup/`), `histograms/*.hgrm`, `summary.json`.
+//! Writes a run directory's raw data as it lands: `runs/*.json` (one per repetition,
+//! warm-ups under `runs/warmup/`) and `histograms/*.hgrm`. Summary, report and charts are
+//! computed from these by `report`.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -8,7 +9,6 @@ use anyhow::{Context, Result};
 use hdrhistogram::Histogram;
 
 use crate::result::RunResult;
-use crate::table::SummaryRow;
 
 pub struct RunDir {
     pub path: PathBuf,
@@ -39,18 +39,19 @@ impl RunDir {
         Ok(file)
     }
 
+    /// One broker ceiling measurement (`ceilings/<driver>-r<rep>.json`).
+    pub fn write_ceiling(&self, ceiling: &crate::ceiling::Ceiling, repetition: u32) -> Result<()> {
+        let dir = self.path.join("ceilings");
+        std::fs::create_dir_all(&dir)?;
+        let file = dir.join(format!("{}-r{repetition}.json", ceiling.driver));
+        std::fs::write(file, serde_json::to_string_pretty(ceiling)? + "\n")?;
+        Ok(())
+    }
+
     /// End-to-end latency distribution in HdrHistogram's percentile format (values in ms).
     pub fn write_histogram(&self, name: &str, histogram: &Histogram<u64>) -> Result<()> {
         let file = self.path.join("histograms").join(format!("{name}.hgrm"));
         std::fs::write(file, percentile_distribution(histogram, 1e6))?;
-        Ok(())
-    }
-
-    pub fn write_summary(&self, summary: &serde_json::Value) -> Result<()> {
-        std::fs::write(
-            self.path.join("summary.json"),
-            serde_json::to_string_pretty(summary)? + "\n",
-        )?;
         Ok(())
     }
 }
@@ -98,26 +99,6 @@ pub fn percentile_distribution(h: &Histogram<u64>, scale: f64) -> String {
         h.distinct_values()
     );
     out
-}
-
-/// The `summary.json` of a run directory.
-pub fn summary_json(
-    run_dir_id: &str,
-    profile: &str,
-    seed: u64,
-    rows: &[SummaryRow],
-    failures: &[String],
-    environment: Option<&crate::result::Environment>,
-) -> serde_json::Value {
-    serde_json::json!({
-        "run_id": run_dir_id,
-        "profile": profile,
-        "order_seed": seed,
-        "statistic": "median over measured repetitions",
-        "rows": rows,
-        "failures": failures,
-        "environment": environment,
-    })
 }
 
 #[cfg(test)]

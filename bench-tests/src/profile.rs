@@ -26,6 +26,9 @@ pub struct Profile {
     pub sample_interval_ms: u64,
     pub throughput: ThroughputSizes,
     pub drivers: DriverSizes,
+    /// Targets and claims checked against the summary (see `criteria`).
+    #[serde(default)]
+    pub criteria: Vec<crate::criteria::Criterion>,
 }
 
 /// Scenario `drivers`: one drain workload on every broker.
@@ -76,6 +79,11 @@ impl Profile {
                 path.display(),
                 profile.name
             );
+        }
+        for criterion in &profile.criteria {
+            criterion
+                .validate()
+                .with_context(|| format!("in {}", path.display()))?;
         }
         for mode in &profile.throughput.modes {
             crate::scenario::Mode::parse(mode).with_context(|| format!("in {}", path.display()))?;

@@ -25,12 +25,16 @@ pub struct BenchArgs {
     /// Seed for the order of cases (recorded in every result); random when omitted.
     #[arg(long)]
     seed: Option<u64>,
+    /// Exit non-zero when a criterion of the profile fails.
+    #[arg(long)]
+    strict: bool,
     /// Where run directories are written.
     #[arg(long, default_value = "results")]
     results: PathBuf,
 }
 
 pub fn run(args: BenchArgs) -> Result<ExitCode> {
+    let strict = args.strict;
     let request = BenchRequest {
         profile: args.profile,
         scenarios: args.scenarios,
@@ -69,7 +73,22 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
     };
     let outcome = bench::execute(&harness, &plan, &results_root)?;
     print!("{}", bench_tests::table::render(&outcome.rows));
-    println!("results: {}", outcome.run_dir.display());
+    let mut failed_criteria = 0;
+    if let Some(summary) = &outcome.summary {
+        for v in &summary.criteria {
+            let value = v.value.map_or("-".to_string(), |x| format!("{x:.2}"));
+            println!(
+                "criterion {:<28} {:<13} {:>10}  {}",
+                v.name, v.status, value, v.claim
+            );
+            failed_criteria += usize::from(v.status == "fail");
+        }
+    }
+    println!("results: {} (report.md)", outcome.run_dir.display());
+    if strict && failed_criteria > 0 {
+        eprintln!("--strict: {failed_criteria} criterion/criteria failed");
+        return Ok(ExitCode::FAILURE);
+    }
     if outcome.failures.is_empty() {
         Ok(ExitCode::SUCCESS)
     } else {

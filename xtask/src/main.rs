@@ -2,8 +2,10 @@
 //! the work lives in the `bench-tests` library.
 
 mod bench;
+mod report;
 mod setup;
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -25,6 +27,10 @@ enum Command {
     Setup,
     /// Run scenarios and write results/<run-id>/ (raw runs, histograms, summary).
     Bench(bench::BenchArgs),
+    /// Regenerate summary.json, report.md, runs.csv and charts/ of a results directory from its raw runs.
+    Report { dir: PathBuf },
+    /// Per-group change from a baseline results directory to a new one; exits 1 on a regression.
+    Compare { base: PathBuf, new: PathBuf },
 }
 
 fn main() -> ExitCode {
@@ -32,6 +38,8 @@ fn main() -> ExitCode {
     let outcome = match cli.command {
         Command::Setup => setup::run(),
         Command::Bench(args) => bench::run(args),
+        Command::Report { dir } => report::regenerate(dir),
+        Command::Compare { base, new } => report::compare_dirs(base, new),
     };
     match outcome {
         Ok(code) => code,

@@ -1,0 +1,322 @@
+//! Success criteria: the seed plan's targets and claims, as named entries of a profile,
+//! checked against a summary. Each gives pass, fail or not-measured, with the measured
+//! value and its 95% CI.
+
+use serde::{Deserialize, Serialize};
+
+use crate::summary::Summary;
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Criterion {
+    pub name: String,
+    /// The claim in the plan's words, e.g. "throughput > 5,000 tasks/s".
+    pub claim: String,
+    pub scenario: String,
+    pub metric: String,
+    pub system: String,
+    pub variant: Option<String>,
+    pub driver: Option<String>,
+    pub mode: Option<String>,
+    /// A ratio criterion: `system`'s median over `versus`'s (e.g. a speed-up claim).
+    pub versus: Option<String>,
+    pub versus_variant: Option<String>,
+    /// One of `>`, `>=`, `<`, `<=`, `between` (inclusive, with `threshold_high`).
+    pub op: String,
+    pub threshold: f64,
+    pub threshold_high: Option<f64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Verdict {
+    pub name: String,
+    pub claim: String,
+    /// Which group or pair the value comes from.
+    pub measured_on: String,
+    pub value: Option<f64>,
+    pub ci95_low: Option<f64>,
+    pub ci95_high: Option<f64>,
+    /// pass, fail or not-measured.
+    pub status: String,
+}
+
+impl Criterion {
+    fn holds(&self, value: f64) -> bool {
+        match self.op.as_str() {
+            ">" => value > self.threshold,
+            ">=" => value >= self.threshold,
+            "<" => value < self.threshold,
+            "<=" => value <= self.threshold,
+            "between" => {
+                value >= self.threshold && value <= self.threshold_high.unwrap_or(f64::INFINITY)
+            }
+            _ => false,
+        }
+    }
+
+    /// Checks the operator and names before any run, so a typo fails early.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        if !matches!(self.op.as_str(), ">" | ">=" | "<" | "<=" | "between") {
+            anyhow::bail!(
+                "criterion '{}': unknown op '{}'; valid ops: >, >=, <, <=, between",
+                self.name,
+                self.op
+            );
+        }
+        if self.op == "between" && self.threshold_high.is_none() {
+            anyhow::bail!(
+                "criterion '{}': op 'between' needs threshold_high",
+                self.name
+            );
+        }
+        if crate::summary::metric(&self.metric).is_none() {
+            let valid: Vec<&str> = crate::summary::METRICS.iter().map(|m| m.name).collect();
+            anyhow::bail!(
+                "criterion '{}': unknown metric '{}'; valid metrics: {}",
+                self.name,
+                self.metric,
+                valid.join(", ")
+            );
+        }
+        Ok(())
+    }
+
+    /// What the criterion looks for, in words (for "not measured").
+    fn selection(&self) -> String {
+        let mut parts = vec![format!("scenario {}", self.scenario), self.system.clone()];
+        for (what, filter) in [
+            ("variant", &self.variant),
+            ("driver", &self.driver),
+            ("mode", &self.mode),
+        ] {
+            if let Some(value) = filter {
+                parts.push(format!("{what} {value}"));
+            }
+        }
+        if let Some(versus) = &self.versus {
+            parts.push(format!(
+                "versus {versus}{}",
+                self.versus_variant
+                    .as_ref()
+                    .map_or(String::new(), |v| format!(" {v}"))
+            ));
+        }
+        parts.join(", ")
+    }
+
+    fn optional(filter: &Option<String>, value: &str) -> bool {
+        filter.as_deref().is_none_or(|f| f == value)
+    }
+}
+
+/// One verdict per matching group (or pair); a criterion nothing matches is not-measured.
+pub fn evaluate(criteria: &[Criterion], summary: &Summary) -> Vec<Verdict> {
+    let mut verdicts = Vec::new();
+    for c in criteria {
+        let before = verdicts.len();
+        match &c.versus {
+            None => {
+                for g in summary.groups.iter().filter(|g| {
+                    g.scenario == c.scenario
+                        && g.metric == c.metric
+                        && g.system == c.system
+                        && Criterion::optional(&c.variant, &g.variant)
+                        && Criterion::optional(&c.driver, &g.driver)
+                        && Criterion::optional(&c.mode, &g.mode)
+                }) {
+                    verdicts.push(Verdict {
+                        name: c.name.clone(),
+                        claim: c.claim.clone(),
+                        measured_on: format!(
+                            "{} {} {} {} on {} (mean of {})",
+                            g.scenario, g.system, g.variant, g.mode, g.driver, g.n
+                        ),
+                        value: Some(g.mean),
+                        ci95_low: Some(g.ci95_low),
+                        ci95_high: Some(g.ci95_high),
+                        status: if c.holds(g.mean) { "pass" } else { "fail" }.into(),
+                    });
+                }
+            }
+            Some(versus) => {
+                for cmp in summary
+                    .comparisons
+                    .iter()
+                    .filter(|p| p.scenario == c.scenario && p.metric == c.metric)
+                {
+                    // Comparisons are stored once per pair; read them in either direction.
+                    let forward = (
+                        cmp.ratio,
+                        cmp.ratio_ci95_low,
+                        cmp.ratio_ci95_high,
+                        &cmp.a,
+                        &cmp.variant_a,
+                        &cmp.b,
+                        &cmp.variant_b,
+                    );
+                    let backward = (
+                        1.0 / cmp.ratio,
+                        1.0 / cmp.ratio_ci95_high,
+                        1.0 / cmp.ratio_ci95_low,
+                        &cmp.b,
+                        &cmp.variant_b,
+                        &cmp.a,
+                        &cmp.variant_a,
+                    );
+                    for (ratio, low, high, system_a, variant_a, system_b, variant_b) in
+                        [forward, backward]
+                    {
+                        let matches = *system_a == c.system
+                            && system_b == versus
+                            && Criterion::optional(&c.variant, variant_a)
+                            && Criterion::optional(&c.versus_variant, variant_b)
+                            && Criterion::optional(&c.driver, &cmp.driver)
+                            && Criterion::optional(&c.mode, &cmp.mode);
+                        if !matches {
+                            continue;
+                        }
+                        verdicts.push(Verdict {
+                            name: c.name.clone(),
+                            claim: c.claim.clone(),
+                            measured_on: format!(
+                                "{} {system_a} {variant_a} / {system_b} {variant_b}, {} on {} (ratio of medians)",
+                                c.scenario, cmp.mode, cmp.driver
+                            ),
+                            value: Some(ratio),
+                            ci95_low: Some(low),
+                            ci95_high: Some(high),
+                            status: if c.holds(ratio) { "pass" } else { "fail" }.into(),
+                        });
+                    }
+                }
+            }
+        }
+        if verdicts.len() == before {
+            verdicts.push(Verdict {
+                name: c.name.clone(),
+                claim: c.claim.clone(),
+                measured_on: format!("no measured run matches: {}", c.selection()),
+                value: None,
+                ci95_low: None,
+                ci95_high: None,
+                status: "not-measured".into(),
+            });
+        }
+    }
+    verdicts
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::summary::{Comparison, Group};
+
+    fn group(system: &str, metric: &str, mean: f64) -> Group {
+        Group {
+            scenario: "throughput".into(),
+            driver: "redis".into(),
+            system: system.into(),
+            variant: "v".into(),
+            mode: "drain".into(),
+            metric: metric.into(),
+            n: 5,
+            mean,
+            median: mean,
+            stddev: 1.0,
+            min: mean - 1.0,
+            max: mean + 1.0,
+            p95: mean,
+            p99: mean,
+            ci95_low: mean - 2.0,
+            ci95_high: mean + 2.0,
+            outliers: vec![],
+            excluded: vec![],
+        }
+    }
+
+    fn criterion(system: &str, op: &str, threshold: f64, versus: Option<&str>) -> Criterion {
+        Criterion {
+            name: "c".into(),
+            claim: "claim".into(),
+            scenario: "throughput".into(),
+            metric: "throughput_tasks_per_sec".into(),
+            system: system.into(),
+            variant: None,
+            driver: None,
+            mode: None,
+            versus: versus.map(String::from),
+            versus_variant: None,
+            op: op.into(),
+            threshold,
+            threshold_high: Some(3.0),
+        }
+    }
+
+    #[test]
+    fn value_criteria_pass_fail_and_not_measured() {
+        let summary = Summary {
+            groups: vec![group("asynctasq", "throughput_tasks_per_sec", 4000.0)],
+            comparisons: vec![],
+        };
+        let v = evaluate(&[criterion("asynctasq", ">", 5000.0, None)], &summary);
+        assert_eq!((v[0].status.as_str(), v[0].value), ("fail", Some(4000.0)));
+        let v = evaluate(&[criterion("asynctasq", ">", 1000.0, None)], &summary);
+        assert_eq!(v[0].status, "pass");
+        let v = evaluate(&[criterion("celery", ">", 1000.0, None)], &summary);
+        assert_eq!((v[0].status.as_str(), v[0].value), ("not-measured", None));
+    }
+
+    #[test]
+    fn ratio_criteria_read_pairs_in_either_direction() {
+        let cmp = Comparison {
+            a: "asynctasq".into(),
+            b: "celery".into(),
+            scenario: "throughput".into(),
+            driver: "redis".into(),
+            mode: "drain".into(),
+            variant_a: "v".into(),
+            variant_b: "w".into(),
+            metric: "throughput_tasks_per_sec".into(),
+            ratio: 2.5,
+            ratio_ci95_low: 2.0,
+            ratio_ci95_high: 3.2,
+            welch_p: 0.01,
+            mann_whitney_p: 0.01,
+            cohens_d: 3.0,
+            verdict: String::new(),
+        };
+        let summary = Summary {
+            groups: vec![],
+            comparisons: vec![cmp],
+        };
+        let v = evaluate(
+            &[criterion("asynctasq", "between", 2.0, Some("celery"))],
+            &summary,
+        );
+        assert_eq!((v[0].status.as_str(), v[0].value), ("pass", Some(2.5)));
+        let v = evaluate(
+            &[criterion("celery", "<", 1.0, Some("asynctasq"))],
+            &summary,
+        );
+        assert_eq!(v[0].status, "pass");
+        assert!((v[0].value.unwrap() - 0.4).abs() < 1e-12);
+        assert!((v[0].ci95_low.unwrap() - 1.0 / 3.2).abs() < 1e-12);
+    }
+
+    #[test]
+    fn validate_rejects_unknown_ops_and_metrics() {
+        let mut c = criterion("asynctasq", "~", 1.0, None);
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("unknown op '~'"));
+        c.op = ">".into();
+        c.metric = "speed".into();
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("unknown metric 'speed'"));
+    }
+}

@@ -1,0 +1,668 @@
+//! `report.md`, `summary.json`, `runs.csv` and `charts/*.svg` of a run directory, computed
+//! from its raw runs only (so `cargo xtask report DIR` can regenerate them). Pure where it
+//! can be: `markdown` and `charts` return text, `write` puts it on disk.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+
+use crate::ceiling::Ceiling;
+use crate::charts::{self, Bar, LatencyBox, Series};
+use crate::criteria::{self, Verdict};
+use crate::result::RunResult;
+use crate::summary::{self, Group, GroupKey, Summary};
+
+/// Everything `summary.json` holds.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SummaryFile {
+    pub run_id: String,
+    pub profile: String,
+    pub order_seed: Option<u64>,
+    pub groups: Vec<Group>,
+    pub comparisons: Vec<summary::Comparison>,
+    pub criteria: Vec<Verdict>,
+    /// Each broker's own ceiling (Rust reference client) and each system as a fraction of it.
+    pub ceilings: Vec<CeilingSummary>,
+    /// Runs that failed (no result file); from the bench that wrote the directory.
+    pub failures: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CeilingSummary {
+    pub driver: String,
+    pub method: String,
+    pub n: usize,
+    pub enqueue_per_sec: f64,
+    pub enqueue_ci95_low: f64,
+    pub enqueue_ci95_high: f64,
+    pub dequeue_per_sec: f64,
+    pub dequeue_ci95_low: f64,
+    pub dequeue_ci95_high: f64,
+    /// (system, variant, mode, throughput mean / ceiling dequeue mean, enqueue mean / ceiling enqueue mean).
+    pub fractions: Vec<(String, String, String, f64, f64)>,
+}
+
+/// The `summary.json` a directory already has, if readable.
+pub fn read_summary(dir: &Path) -> Option<SummaryFile> {
+    serde_json::from_str(&std::fs::read_to_string(dir.join("summary.json")).ok()?).ok()
+}
+
+/// Reads `dir/ceilings/*.json` (none when the drivers scenario did not run).
+pub fn load_ceilings(dir: &Path) -> Result<Vec<Ceiling>> {
+    let Ok(entries) = std::fs::read_dir(dir.join("ceilings")) else {
+        return Ok(Vec::new());
+    };
+    let mut ceilings = Vec::new();
+    for entry in entries {
+        let path = entry?.path();
+        let text = std::fs::read_to_string(&path)?;
+        ceilings.push(
+            serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?,
+        );
+    }
+    Ok(ceilings)
+}
+
+fn ceiling_summaries(ceilings: &[Ceiling], summary: &Summary) -> Vec<CeilingSummary> {
+    let mut by_driver: BTreeMap<&str, Vec<&Ceiling>> = BTreeMap::new();
+    for c in ceilings {
+        by_driver.entry(&c.driver).or_default().push(c);
+    }
+    by_driver
+        .into_iter()
+        .map(|(driver, list)| {
+            let enqueue =
+                crate::stats::describe(&list.iter().map(|c| c.enqueue_per_sec).collect::<Vec<_>>());
+            let dequeue =
+                crate::stats::describe(&list.iter().map(|c| c.dequeue_per_sec).collect::<Vec<_>>());
+            let fractions = summary
+                .groups
+                .iter()
+                .filter(|g| {
+                    g.scenario == "drivers"
+                        && g.driver == driver
+                        && g.metric == "throughput_tasks_per_sec"
+                })
+                .map(|g| {
+                    let enq = summary
+                        .groups
+                        .iter()
+                        .find(|e| {
+                            e.metric == "enqueue_rate_per_sec"
+                                && (&e.driver, &e.system, &e.variant, &e.mode, &e.scenario)
+                                    == (&g.driver, &g.system, &g.variant, &g.mode, &g.scenario)
+                        })
+                        .map_or(f64::NAN, |e| e.mean);
+                    (
+                        g.system.clone(),
+                        g.variant.clone(),
+                        g.mode.clone(),
+                        g.mean / dequeue.mean,
+                        enq / enqueue.mean,
+                    )
+                })
+                .collect();
+            CeilingSummary {
+                driver: driver.to_string(),
+                method: list[0].method.clone(),
+                n: list.len(),
+                enqueue_per_sec: enqueue.mean,
+                enqueue_ci95_low: enqueue.ci95_low,
+                enqueue_ci95_high: enqueue.ci95_high,
+                dequeue_per_sec: dequeue.mean,
+                dequeue_ci95_low: dequeue.ci95_low,
+                dequeue_ci95_high: dequeue.ci95_high,
+                fractions,
+            }
+        })
+        .collect()
+}
+
+/// Reads `dir/runs/*.json` (not warm-ups), sorted by benchmark id.
+pub fn load_runs(dir: &Path) -> Result<Vec<RunResult>> {
+    let runs_dir = dir.join("runs");
+    let mut results = Vec::new();
+    for entry in
+        std::fs::read_dir(&runs_dir).with_context(|| format!("reading {}", runs_dir.display()))?
+    {
+        let path = entry?.path();
+        if path.extension().is_some_and(|e| e == "json") {
+            let text = std::fs::read_to_string(&path)?;
+            results.push(
+                serde_json::from_str::<RunResult>(&text)
+                    .with_context(|| format!("parsing {}", path.display()))?,
+            );
+        }
+    }
+    if results.is_empty() {
+        anyhow::bail!("{} holds no run results (runs/*.json)", runs_dir.display());
+    }
+    results.sort_by(|a, b| a.benchmark_id.cmp(&b.benchmark_id));
+    Ok(results)
+}
+
+/// Computes the summary and verdicts, and writes summary.json, report.md, runs.csv and charts.
+pub fn write(
+    dir: &Path,
+    results: &[RunResult],
+    ceilings: &[Ceiling],
+    criteria_list: &[criteria::Criterion],
+    order_seed: Option<u64>,
+    failures: &[String],
+) -> Result<SummaryFile> {
+    let summary = summary::summarize(results);
+    let verdicts = criteria::evaluate(criteria_list, &summary);
+    let run_id = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let file = SummaryFile {
+        run_id,
+        profile: results
+            .first()
+            .map(|r| r.configuration.profile.clone())
+            .unwrap_or_default(),
+        order_seed,
+        groups: summary.groups.clone(),
+        comparisons: summary.comparisons.clone(),
+        criteria: verdicts,
+        ceilings: ceiling_summaries(ceilings, &summary),
+        failures: failures.to_vec(),
+    };
+    std::fs::create_dir_all(dir.join("charts"))?;
+    let chart_files = charts(results, &summary)?;
+    for (name, svg) in &chart_files {
+        std::fs::write(dir.join("charts").join(name), svg)?;
+    }
+    let names: Vec<String> = chart_files.into_iter().map(|(name, _)| name).collect();
+    std::fs::write(
+        dir.join("summary.json"),
+        serde_json::to_string_pretty(&file)? + "\n",
+    )?;
+    std::fs::write(dir.join("report.md"), markdown(results, &file, &names))?;
+    std::fs::write(dir.join("runs.csv"), csv(results)?)?;
+    Ok(file)
+}
+
+/// Where a chart's file name comes from: scenario and driver.
+fn place(key: &GroupKey) -> String {
+    format!("{}-{}", key.scenario, key.driver)
+}
+
+fn mean_of<'a>(summary: &'a Summary, key: &GroupKey, metric: &str) -> Option<&'a Group> {
+    summary.groups.iter().find(|g| {
+        g.metric == metric
+            && (&g.scenario, &g.driver, &g.system, &g.variant, &g.mode)
+                == (
+                    &key.scenario,
+                    &key.driver,
+                    &key.system,
+                    &key.variant,
+                    &key.mode,
+                )
+    })
+}
+
+/// The charts of a run directory: (file name, SVG).
+pub fn charts(results: &[RunResult], summary: &Summary) -> Result<Vec<(String, String)>> {
+    let groups = summary::grouped(results);
+    let mut by_place: BTreeMap<String, Vec<&GroupKey>> = BTreeMap::new();
+    for key in groups.keys() {
+        by_place.entry(place(key)).or_default().push(key);
+    }
+    let mut out = Vec::new();
+    for (place, keys) in &by_place {
+        let place_title = place.replacen('-', " on ", 1);
+        let bars: Vec<Bar> = keys
+            .iter()
+            .filter_map(|k| mean_of(summary, k, "throughput_tasks_per_sec"))
+            .map(|g| Bar {
+                label: format!("{} {} {}", g.system, g.variant, g.mode),
+                value: g.mean,
+                ci_low: g.ci95_low,
+                ci_high: g.ci95_high,
+            })
+            .collect();
+        out.push((
+            format!("throughput-{place}.svg"),
+            charts::bars_with_ci(
+                &format!("Throughput, {place_title} (mean, 95% CI)"),
+                "tasks/s",
+                &bars,
+            )?,
+        ));
+        let boxes: Vec<LatencyBox> = keys
+            .iter()
+            .filter_map(|k| {
+                let m = |metric| mean_of(summary, k, metric).map(|g| g.median);
+                let max = groups[*k]
+                    .iter()
+                    .map(|r| r.metrics.latency_max_ms)
+                    .fold(f64::NAN, f64::max);
+                Some(LatencyBox {
+                    label: k.label(),
+                    p50: m("latency_p50_ms")?,
+                    p95: m("latency_p95_ms")?,
+                    p99: m("latency_p99_ms")?,
+                    max,
+                })
+            })
+            .collect();
+        out.push((
+            format!("latency-{place}.svg"),
+            charts::latency_boxes(
+                &format!(
+                    "End-to-end latency, {place_title} (median run; drain/live: queueing artefact)"
+                ),
+                "ms",
+                &boxes,
+            )?,
+        ));
+        // Memory over time: each group's first measured run, from worker spawn.
+        let rss: Vec<Series> = keys
+            .iter()
+            .filter_map(|k| groups[*k].first().map(|r| (k, r)))
+            .map(|(k, r)| Series {
+                name: k.label(),
+                points: r
+                    .timeseries
+                    .iter()
+                    .map(|p| (p.t_ms / 1000.0, p.rss_mb))
+                    .collect(),
+            })
+            .collect();
+        out.push((
+            format!("rss-{place}.svg"),
+            charts::time_series(&format!("Worker RSS over a run, {place_title}"), "MB", &rss)?,
+        ));
+        // Scaling: a system and pool measured at two or more concurrencies.
+        let mut scaling: BTreeMap<String, Vec<(f64, f64)>> = BTreeMap::new();
+        for k in keys {
+            if let (Some(g), Some(first)) = (
+                mean_of(summary, k, "throughput_tasks_per_sec"),
+                groups[*k].first(),
+            ) {
+                let name = format!("{} {} {}", k.system, first.configuration.pool, k.mode);
+                scaling
+                    .entry(name)
+                    .or_default()
+                    .push((f64::from(first.configuration.workers), g.mean));
+            }
+        }
+        let series: Vec<Series> = scaling
+            .into_iter()
+            .filter(|(_, points)| points.len() >= 2)
+            .map(|(name, mut points)| {
+                points.sort_by(|a, b| a.0.total_cmp(&b.0));
+                Series { name, points }
+            })
+            .collect();
+        if !series.is_empty() {
+            out.push((
+                format!("scaling-{place}.svg"),
+                charts::lines(
+                    &format!("Throughput vs concurrency, {place_title}"),
+                    "concurrency",
+                    "tasks/s",
+                    &series,
+                )?,
+            ));
+        }
+    }
+    Ok(out)
+}
+
+fn fmt_p(p: f64) -> String {
+    if p < 0.001 {
+        "<0.001".into()
+    } else {
+        format!("{p:.3}")
+    }
+}
+
+fn fmt_ci(g: &Group) -> String {
+    if g.n < 2 {
+        format!("{:.1}", g.mean)
+    } else {
+        format!("{:.1} [{:.1}, {:.1}]", g.mean, g.ci95_low, g.ci95_high)
+    }
+}
+
+/// The Markdown report.
+pub fn markdown(results: &[RunResult], file: &SummaryFile, chart_names: &[String]) -> String {
+    let mut md = String::new();
+    let groups = summary::grouped(results);
+    let env = results.first().map(|r| &r.environment);
+    let _ = writeln!(md, "# tasq-bench report `{}`\n", file.run_id);
+
+    // Executive summary: throughput verdicts between systems, criteria counts, exactness.
+    let _ = writeln!(md, "## Executive summary\n");
+    for c in file
+        .comparisons
+        .iter()
+        .filter(|c| c.metric == "throughput_tasks_per_sec" && c.a != c.b)
+    {
+        let _ = writeln!(
+            md,
+            "- {} on {} ({}): {} {} vs {} {} — {}",
+            c.scenario, c.driver, c.mode, c.a, c.variant_a, c.b, c.variant_b, c.verdict
+        );
+    }
+    let count = |s: &str| file.criteria.iter().filter(|v| v.status == s).count();
+    let _ = writeln!(
+        md,
+        "- Criteria: {} pass, {} fail, {} not measured (table below).",
+        count("pass"),
+        count("fail"),
+        count("not-measured")
+    );
+    let inexact: Vec<&RunResult> = results
+        .iter()
+        .filter(|r| r.metrics.lost > 0 || r.metrics.duplicated > 0)
+        .collect();
+    if inexact.is_empty() {
+        let _ = writeln!(
+            md,
+            "- Every run completed every task exactly once ({} runs).",
+            results.len()
+        );
+    } else {
+        for r in &inexact {
+            let _ = writeln!(
+                md,
+                "- **{}**: {} lost, {} duplicated — excluded from statistics.",
+                r.benchmark_id, r.metrics.lost, r.metrics.duplicated
+            );
+        }
+    }
+    if !file.failures.is_empty() {
+        let _ = writeln!(
+            md,
+            "- {} run(s) failed and have no result: see the end of this report.",
+            file.failures.len()
+        );
+    }
+
+    let _ = writeln!(md, "\n## Method\n");
+    if let Some(env) = env {
+        let version = |p: &str| env.versions.get(p).map_or("?", String::as_str);
+        let _ = writeln!(md, "| | |\n|---|---|");
+        let _ = writeln!(
+            md,
+            "| host | {} ({} CPUs, {} GB, {}) |",
+            env.host, env.cpus, env.memory_gb, env.os
+        );
+        let _ = writeln!(md, "| Python | {} ({}) |", env.python, env.python_source);
+        let _ = writeln!(
+            md,
+            "| packages | asynctasq {}, celery {}, kombu {}, redis-py {} |",
+            version("asynctasq"),
+            version("celery"),
+            version("kombu"),
+            version("redis")
+        );
+        let _ = writeln!(
+            md,
+            "| harness | tasq-bench {} at {} |",
+            env.harness_version, env.git_rev
+        );
+    }
+    let mut brokers: BTreeMap<&str, String> = BTreeMap::new();
+    for r in results {
+        brokers.entry(&r.configuration.driver).or_insert_with(|| {
+            format!(
+                "{} ({})",
+                r.environment.broker_version, r.configuration.broker_source
+            )
+        });
+    }
+    for (driver, what) in &brokers {
+        let _ = writeln!(md, "| broker {driver} | {what} |");
+    }
+    let reps = groups.values().map(Vec::len).max().unwrap_or(0);
+    let _ = writeln!(
+        md,
+        "| profile | {} ({} measured repetitions per case, warm-ups discarded) |",
+        file.profile, reps
+    );
+    if let Some(seed) = file.order_seed {
+        let _ = writeln!(
+            md,
+            "| order seed | {seed} (cases shuffled per repetition) |"
+        );
+    }
+    let _ = writeln!(
+        md,
+        "\nStatistics over repetitions: mean with a 95% confidence interval (Student t), median, Tukey fences \
+         (1.5 IQR) flag outliers, which stay in the data. Systems are compared by the ratio of medians with a \
+         seeded bootstrap 95% CI ({} resamples), Welch's t-test, Mann-Whitney U and Cohen's d; a difference is \
+         called significant when both p-values are below 0.05. Latency is measured from each task's intended \
+         enqueue time to its end; in drain and unpaced live runs it is a queueing artefact, not the system's latency.",
+        summary::BOOTSTRAP_RESAMPLES
+    );
+
+    // One section per scenario and driver.
+    let mut places: BTreeMap<(String, String), Vec<&GroupKey>> = BTreeMap::new();
+    for key in groups.keys() {
+        places
+            .entry((key.scenario.clone(), key.driver.clone()))
+            .or_default()
+            .push(key);
+    }
+    for ((scenario, driver), keys) in &places {
+        let _ = writeln!(md, "\n## Scenario `{scenario}` on {driver}\n");
+        let caveats: Vec<&String> = keys
+            .iter()
+            .flat_map(|k| groups[*k].iter().flat_map(|r| &r.configuration.caveats))
+            .collect();
+        let mut caveats: Vec<&String> = caveats.into_iter().collect();
+        caveats.sort();
+        caveats.dedup();
+        for caveat in caveats {
+            let _ = writeln!(md, "> {caveat}\n");
+        }
+        let _ = writeln!(md, "| system | variant | mode | n | tasks/s (95% CI) | enqueue/s (95% CI) | p50 ms | p99 ms | RSS MB | CPU % | outliers |");
+        let _ = writeln!(md, "|---|---|---|---|---|---|---|---|---|---|---|");
+        for k in keys {
+            let g = |m| {
+                mean_of(
+                    &Summary {
+                        groups: file.groups.clone(),
+                        comparisons: vec![],
+                    },
+                    k,
+                    m,
+                )
+                .cloned()
+            };
+            let (Some(tp), Some(enq)) = (g("throughput_tasks_per_sec"), g("enqueue_rate_per_sec"))
+            else {
+                continue;
+            };
+            let med = |m| g(m).map_or(f64::NAN, |x| x.median);
+            let _ = writeln!(
+                md,
+                "| {} | {} | {} | {} | {} | {} | {:.1} | {:.1} | {:.1} | {:.0} | {} |",
+                k.system,
+                k.variant,
+                k.mode,
+                tp.n,
+                fmt_ci(&tp),
+                fmt_ci(&enq),
+                med("latency_p50_ms"),
+                med("latency_p99_ms"),
+                med("memory_rss_mb"),
+                med("cpu_percent"),
+                if tp.outliers.is_empty() {
+                    "-".to_string()
+                } else {
+                    tp.outliers.join(", ")
+                }
+            );
+        }
+        let place = format!("{scenario}-{driver}");
+        for name in chart_names
+            .iter()
+            .filter(|n| n.ends_with(&format!("-{place}.svg")))
+        {
+            let _ = writeln!(md, "\n![{name}](charts/{name})");
+        }
+        if let Some(ceiling) = file
+            .ceilings
+            .iter()
+            .find(|c| &c.driver == driver && scenario == "drivers")
+        {
+            let _ = writeln!(
+                md,
+                "\nThe broker's own ceiling on this machine (Rust reference client, {} repetitions: {}): enqueue {:.0}/s [{:.0}, {:.0}], dequeue {:.0}/s [{:.0}, {:.0}].\n",
+                ceiling.n, ceiling.method, ceiling.enqueue_per_sec, ceiling.enqueue_ci95_low, ceiling.enqueue_ci95_high,
+                ceiling.dequeue_per_sec, ceiling.dequeue_ci95_low, ceiling.dequeue_ci95_high
+            );
+            let _ = writeln!(md, "| system | variant | tasks/s as a fraction of the broker's dequeue ceiling | enqueue/s as a fraction of its enqueue ceiling |\n|---|---|---|---|");
+            for (system, variant, _mode, drain, enqueue) in &ceiling.fractions {
+                let _ = writeln!(
+                    md,
+                    "| {system} | {variant} | {:.1}% | {:.1}% |",
+                    drain * 100.0,
+                    enqueue * 100.0
+                );
+            }
+        }
+        let pairs: Vec<&summary::Comparison> = file
+            .comparisons
+            .iter()
+            .filter(|c| {
+                &c.scenario == scenario
+                    && &c.driver == driver
+                    && matches!(
+                        c.metric.as_str(),
+                        "throughput_tasks_per_sec" | "enqueue_rate_per_sec"
+                    )
+            })
+            .collect();
+        if !pairs.is_empty() {
+            let _ = writeln!(md, "\n| A | B | mode | metric | ratio A/B (95% CI) | Welch p | Mann-Whitney p | Cohen's d | verdict |");
+            let _ = writeln!(md, "|---|---|---|---|---|---|---|---|---|");
+            for c in pairs {
+                let _ = writeln!(
+                    md,
+                    "| {} {} | {} {} | {} | {} | {:.2} [{:.2}, {:.2}] | {} | {} | {:.2} | {} |",
+                    c.a,
+                    c.variant_a,
+                    c.b,
+                    c.variant_b,
+                    c.mode,
+                    c.metric,
+                    c.ratio,
+                    c.ratio_ci95_low,
+                    c.ratio_ci95_high,
+                    fmt_p(c.welch_p),
+                    fmt_p(c.mann_whitney_p),
+                    c.cohens_d,
+                    c.verdict
+                );
+            }
+        }
+    }
+
+    let _ = writeln!(md, "\n## Criteria\n");
+    let _ = writeln!(
+        md,
+        "| criterion | claim | measured on | value (95% CI) | verdict |\n|---|---|---|---|---|"
+    );
+    for v in &file.criteria {
+        let value = match (v.value, v.ci95_low, v.ci95_high) {
+            (Some(x), Some(l), Some(h))
+                if l.is_finite() && h.is_finite() && (h - l).abs() > 0.0 =>
+            {
+                format!("{x:.2} [{l:.2}, {h:.2}]")
+            }
+            (Some(x), _, _) => format!("{x:.2}"),
+            _ => "-".into(),
+        };
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {value} | **{}** |",
+            v.name, v.claim, v.measured_on, v.status
+        );
+    }
+
+    let _ = writeln!(md, "\n## Raw data\n");
+    let _ = writeln!(md, "- `runs/*.json`: {} measured runs, one file per repetition (`runs/warmup/`: discarded warm-ups)", results.len());
+    let _ = writeln!(
+        md,
+        "- `runs.csv`: the same runs, one row each, for spreadsheets"
+    );
+    let _ = writeln!(
+        md,
+        "- `histograms/*.hgrm`: end-to-end latency per run, HdrHistogram percentile format (ms)"
+    );
+    let _ = writeln!(
+        md,
+        "- `summary.json`: every group's statistics, every comparison, every criterion"
+    );
+    for failure in &file.failures {
+        let _ = writeln!(md, "- failed: `{}`", failure.lines().next().unwrap_or(""));
+    }
+    md
+}
+
+/// One row per run: configuration and metrics, flat.
+pub fn csv(results: &[RunResult]) -> Result<String> {
+    let mut writer = ::csv::Writer::from_writer(Vec::new());
+    writer.write_record([
+        "benchmark_id",
+        "scenario",
+        "driver",
+        "system",
+        "variant",
+        "mode",
+        "workers",
+        "task_count",
+        "repetition",
+        "enqueue_rate_per_sec",
+        "throughput_tasks_per_sec",
+        "processing_time_seconds",
+        "latency_mean_ms",
+        "latency_p50_ms",
+        "latency_p95_ms",
+        "latency_p99_ms",
+        "memory_rss_mb",
+        "cpu_percent",
+        "completed",
+        "lost",
+        "duplicated",
+        "message_bytes",
+    ])?;
+    for r in results {
+        let (c, m) = (&r.configuration, &r.metrics);
+        writer.write_record([
+            r.benchmark_id.clone(),
+            c.scenario.clone(),
+            c.driver.clone(),
+            c.system.clone(),
+            c.variant.clone(),
+            c.mode.clone(),
+            c.workers.to_string(),
+            c.task_count.to_string(),
+            c.repetition.to_string(),
+            m.enqueue_rate_per_sec.to_string(),
+            m.throughput_tasks_per_sec.to_string(),
+            m.processing_time_seconds.to_string(),
+            m.latency_mean_ms.to_string(),
+            m.latency_p50_ms.to_string(),
+            m.latency_p95_ms.to_string(),
+            m.latency_p99_ms.to_string(),
+            m.memory_rss_mb.to_string(),
+            m.cpu_percent.to_string(),
+            m.completed.to_string(),
+            m.lost.to_string(),
+            m.duplicated.to_string(),
+            m.message_bytes.map(|b| b.to_string()).unwrap_or_default(),
+        ])?;
+    }
+    Ok(String::from_utf8(writer.into_inner()?)?)
+}

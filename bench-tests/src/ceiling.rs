@@ -46,6 +46,8 @@ pub struct Ceiling {
     pub dequeue_per_sec: f64,
     /// One line: what was done.
     pub method: String,
+    /// Messages delivered a second time (SQS is at-least-once; elsewhere this is an error).
+    pub redeliveries: u64,
 }
 
 impl Ceiling {
@@ -90,7 +92,7 @@ pub fn measure(h: &Harness, driver: Driver, messages: u64, concurrency: u32) -> 
         messages,
         concurrency,
         limit: phase_limit(messages),
-        tally: Arc::new(Tally::new(messages)),
+        tally: Arc::new(Tally::with_delivery(messages, driver == Driver::Sqs)),
     };
     // Each phase is bounded by `job.limit`, each request by a socket or SDK timeout; this
     // bounds the setup and checks around them too.
@@ -134,6 +136,7 @@ pub fn measure(h: &Harness, driver: Driver, messages: u64, concurrency: u32) -> 
         enqueue_per_sec: rate(messages, phases.enqueue),
         dequeue_per_sec: rate(messages, phases.dequeue),
         method: method(driver).to_string(),
+        redeliveries: job.tally.redeliveries(),
     })
 }
 
@@ -185,14 +188,27 @@ pub fn payload_index(body: &[u8]) -> Option<u64> {
 pub struct Tally {
     seen: Vec<AtomicBool>,
     count: AtomicU64,
+    /// SQS standard queues deliver at least once: a second delivery is counted, not an error.
+    at_least_once: bool,
+    redeliveries: AtomicU64,
 }
 
 impl Tally {
     pub fn new(messages: u64) -> Tally {
+        Tally::with_delivery(messages, false)
+    }
+
+    pub fn with_delivery(messages: u64, at_least_once: bool) -> Tally {
         Tally {
             seen: (0..messages).map(|_| AtomicBool::new(false)).collect(),
             count: AtomicU64::new(0),
+            at_least_once,
+            redeliveries: AtomicU64::new(0),
         }
+    }
+
+    pub fn redeliveries(&self) -> u64 {
+        self.redeliveries.load(Ordering::Acquire)
     }
 
     /// Records one dequeued body; an unknown body or one seen before is an error.
@@ -214,6 +230,10 @@ impl Tally {
                 )
             })?;
         if slot.swap(true, Ordering::AcqRel) {
+            if self.at_least_once {
+                self.redeliveries.fetch_add(1, Ordering::AcqRel);
+                return Ok(self.count.load(Ordering::Acquire));
+            }
             bail!("message {index} was dequeued twice");
         }
         Ok(self.count.fetch_add(1, Ordering::AcqRel) + 1)
@@ -997,6 +1017,11 @@ mod tests {
         );
         let twice = tally.record(&payload(1)).unwrap_err().to_string();
         assert!(twice.contains("message 1 was dequeued twice"), "{twice}");
+        // At-least-once (SQS): the second delivery is counted, not fatal.
+        let sqs = Tally::with_delivery(2, true);
+        assert_eq!(sqs.record(&payload(0)).unwrap(), 1);
+        assert_eq!(sqs.record(&payload(0)).unwrap(), 1);
+        assert_eq!(sqs.redeliveries(), 1);
         let beyond = tally.record(&payload(3)).unwrap_err().to_string();
         assert!(beyond.contains("beyond the 3 sent"), "{beyond}");
         let foreign = tally.record(b"{}").unwrap_err().to_string();
@@ -1051,6 +1076,7 @@ mod tests {
             enqueue_per_sec: 1000.0,
             dequeue_per_sec: 500.0,
             method: method(Driver::Redis).into(),
+            redeliveries: 0,
         };
         assert_eq!(ceiling.enqueue_fraction(250.0), Some(0.25));
         assert_eq!(ceiling.dequeue_fraction(250.0), Some(0.5));

@@ -47,6 +47,7 @@ pub struct Ceiling {
     /// One line: what was done.
     pub method: String,
     /// Messages delivered a second time (SQS is at-least-once; elsewhere this is an error).
+    #[serde(default)]
     pub redeliveries: u64,
 }
 

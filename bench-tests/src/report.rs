@@ -515,11 +515,20 @@ pub fn markdown(results: &[RunResult], file: &SummaryFile, chart_names: &[String
             .iter()
             .find(|c| &c.driver == driver && scenario == "drivers")
         {
+            let ci = |mean: f64, low: f64, high: f64| {
+                if ceiling.n < 2 {
+                    format!("{mean:.0}/s")
+                } else {
+                    format!("{mean:.0}/s [{low:.0}, {high:.0}]")
+                }
+            };
             let _ = writeln!(
                 md,
-                "\nThe broker's own ceiling on this machine (Rust reference client, {} repetitions: {}): enqueue {:.0}/s [{:.0}, {:.0}], dequeue {:.0}/s [{:.0}, {:.0}].\n",
-                ceiling.n, ceiling.method, ceiling.enqueue_per_sec, ceiling.enqueue_ci95_low, ceiling.enqueue_ci95_high,
-                ceiling.dequeue_per_sec, ceiling.dequeue_ci95_low, ceiling.dequeue_ci95_high
+                "\nThe broker's own ceiling on this machine (Rust reference client, n={}: {}): enqueue {}, dequeue {}.\n",
+                ceiling.n,
+                ceiling.method,
+                ci(ceiling.enqueue_per_sec, ceiling.enqueue_ci95_low, ceiling.enqueue_ci95_high),
+                ci(ceiling.dequeue_per_sec, ceiling.dequeue_ci95_low, ceiling.dequeue_ci95_high)
             );
             let _ = writeln!(md, "| system | variant | tasks/s as a fraction of the broker's dequeue ceiling | enqueue/s as a fraction of its enqueue ceiling |\n|---|---|---|---|");
             for (system, variant, _mode, drain, enqueue) in &ceiling.fractions {

@@ -201,6 +201,26 @@ fn bench_writes_results_with_the_schema() {
     insta::with_settings!({ snapshot_path => "../../snapshots", prepend_module_to_snapshot => false }, {
         insta::assert_json_snapshot!("throughput_run_shape", shape(&value));
     });
+    // Recomputable: regenerating from the raw runs alone gives the same statistics.
+    let again = tempfile::tempdir().unwrap();
+    let copy = again.path().join("copy");
+    std::fs::create_dir_all(copy.join("runs")).unwrap();
+    for file in &run_files {
+        std::fs::copy(file.path(), copy.join("runs").join(file.file_name())).unwrap();
+    }
+    let regenerated = bench_tests::report::write(
+        &copy,
+        &bench_tests::report::load_runs(&copy).unwrap(),
+        &[],
+        &plan.profile.criteria,
+        Some(7),
+        &[],
+    )
+    .unwrap();
+    let original = outcome.summary.as_ref().unwrap();
+    assert_eq!(regenerated.groups, original.groups);
+    assert_eq!(regenerated.comparisons, original.comparisons);
+    assert_eq!(regenerated.criteria, original.criteria);
     let modes: BTreeSet<String> = outcome
         .results
         .iter()

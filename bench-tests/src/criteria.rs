@@ -104,8 +104,12 @@ impl Criterion {
         parts.join(", ")
     }
 
+    /// An absent filter matches anything; a present one matches the value exactly or as its
+    /// leading part (`process` matches the variant `process-c2`, `paced` the mode `paced`).
     fn optional(filter: &Option<String>, value: &str) -> bool {
-        filter.as_deref().is_none_or(|f| f == value)
+        filter
+            .as_deref()
+            .is_none_or(|f| value == f || value.starts_with(&format!("{f}-")))
     }
 }
 

@@ -14,6 +14,7 @@ pub mod compare;
 pub mod criteria;
 pub mod harness;
 pub mod measure;
+pub mod mock_http;
 pub mod output;
 pub mod procs;
 pub mod profile;

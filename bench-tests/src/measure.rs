@@ -15,6 +15,15 @@ use crate::scenario::Mode;
 pub struct ProducerWindow {
     pub enqueue_start_ns: u64,
     pub enqueue_end_ns: u64,
+    /// Paced runs: the target rate and how late the producer sent against its schedule.
+    #[serde(default)]
+    pub rate: Option<f64>,
+    #[serde(default)]
+    pub lateness_p50_ms: Option<f64>,
+    #[serde(default)]
+    pub lateness_p99_ms: Option<f64>,
+    #[serde(default)]
+    pub lateness_max_ms: Option<f64>,
 }
 
 /// Latency distributions of one run, in nanoseconds.
@@ -101,6 +110,7 @@ pub fn metrics(input: &MeasureInput) -> (Metrics, Histograms) {
         latency_kind: match input.mode {
             Mode::Drain => "queueing-artefact-drain".into(),
             Mode::Live => "queueing-artefact-unpaced".into(),
+            Mode::Paced => "open-loop-from-intended-time".into(),
         },
         queue_wait_p50_ms: ms(h.queue_wait.value_at_quantile(0.50) as f64),
         queue_wait_p99_ms: ms(h.queue_wait.value_at_quantile(0.99) as f64),
@@ -118,6 +128,10 @@ pub fn metrics(input: &MeasureInput) -> (Metrics, Histograms) {
         task_pids: pids.len() as u32,
         worker_stopped_gracefully: false,
         message_bytes: None,
+        http_requests: None,
+        paced_target_rate: input.producer.rate,
+        producer_lateness_p99_ms: input.producer.lateness_p99_ms,
+        producer_lateness_max_ms: input.producer.lateness_max_ms,
         api_calls: None,
         api_calls_per_task: None,
     };
@@ -161,6 +175,10 @@ mod tests {
             producer: ProducerWindow {
                 enqueue_start_ns: 0,
                 enqueue_end_ns: 500_000_000,
+                rate: None,
+                lateness_p50_ms: None,
+                lateness_p99_ms: None,
+                lateness_max_ms: None,
             },
             worker_spawn_ns: 500_000_000,
             samples: &[],

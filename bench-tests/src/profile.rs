@@ -26,6 +26,9 @@ pub struct Profile {
     pub sample_interval_ms: u64,
     pub throughput: ThroughputSizes,
     pub drivers: DriverSizes,
+    pub io: IoSizes,
+    pub cpu: CpuSizes,
+    pub coldstart: ColdstartSizes,
     /// Targets and claims checked against the summary (see `criteria`).
     #[serde(default)]
     pub criteria: Vec<crate::criteria::Criterion>,
@@ -57,6 +60,33 @@ pub struct ThroughputSizes {
     pub celery_prefetch_multiplier: u32,
     /// AsyncTasQ producer: dispatches awaited together with asyncio.gather (1 = one at a time).
     pub producer_batch: u32,
+    /// Open-loop runs: tasks per second, each for `paced_seconds`.
+    pub paced_rates: Vec<f64>,
+    pub paced_seconds: f64,
+}
+
+/// Scenario `io`: one HTTP GET per task with injected latency.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct IoSizes {
+    pub task_count: u64,
+    pub concurrency: Vec<u32>,
+    pub latency_ms: u64,
+}
+
+/// Scenario `cpu`: pbkdf2-HMAC-SHA256 per task.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CpuSizes {
+    pub task_count: u64,
+    pub pbkdf2_iterations: u64,
+}
+
+/// Scenario `coldstart`: worker spawn to first task done.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ColdstartSizes {
+    pub pool_sizes: Vec<u32>,
 }
 
 impl Profile {

@@ -280,7 +280,7 @@ pub fn charts(results: &[RunResult], summary: &Summary) -> Result<Vec<(String, S
         ));
         // Scaling: a system and pool measured at two or more concurrencies.
         let mut scaling: BTreeMap<String, Vec<(f64, f64)>> = BTreeMap::new();
-        for k in keys {
+        for k in keys.iter().filter(|k| k.mode != "paced") {
             if let (Some(g), Some(first)) = (
                 mean_of(summary, k, "throughput_tasks_per_sec"),
                 groups[*k].first(),
@@ -292,7 +292,7 @@ pub fn charts(results: &[RunResult], summary: &Summary) -> Result<Vec<(String, S
                     .push((f64::from(first.configuration.workers), g.mean));
             }
         }
-        let series: Vec<Series> = scaling
+        let mut series: Vec<Series> = scaling
             .into_iter()
             .filter(|(_, points)| points.len() >= 2)
             .map(|(name, mut points)| {
@@ -300,6 +300,28 @@ pub fn charts(results: &[RunResult], summary: &Summary) -> Result<Vec<(String, S
                 Series { name, points }
             })
             .collect();
+        // I/O: what a pool of N waiting on L ms per task can do at best, N / L.
+        let ideal: Vec<(f64, f64)> = keys
+            .iter()
+            .filter_map(|k| groups[*k].first())
+            .filter_map(|r| {
+                r.configuration.http_latency_ms.map(|ms| {
+                    (
+                        f64::from(r.configuration.workers),
+                        f64::from(r.configuration.workers) * 1000.0 / ms as f64,
+                    )
+                })
+            })
+            .collect();
+        if !series.is_empty() && !ideal.is_empty() {
+            let mut points = ideal;
+            points.sort_by(|a, b| a.0.total_cmp(&b.0));
+            points.dedup();
+            series.push(Series {
+                name: "ideal (concurrency / latency)".into(),
+                points,
+            });
+        }
         if !series.is_empty() {
             out.push((
                 format!("scaling-{place}.svg"),
@@ -307,6 +329,47 @@ pub fn charts(results: &[RunResult], summary: &Summary) -> Result<Vec<(String, S
                     &format!("Throughput vs concurrency, {place_title}"),
                     "concurrency",
                     "tasks/s",
+                    &series,
+                )?,
+            ));
+        }
+        // Open loop: latency against the offered rate, per system and variant.
+        let mut paced: BTreeMap<String, Vec<(f64, f64)>> = BTreeMap::new();
+        for k in keys.iter().filter(|k| k.mode == "paced") {
+            let (Some(first), Some(p50), Some(p99)) = (
+                groups[*k].first(),
+                mean_of(summary, k, "latency_p50_ms"),
+                mean_of(summary, k, "latency_p99_ms"),
+            ) else {
+                continue;
+            };
+            let Some(rate) = first.metrics.paced_target_rate else {
+                continue;
+            };
+            let base = format!(
+                "{} {}-c{}",
+                k.system, first.configuration.pool, first.configuration.workers
+            );
+            paced
+                .entry(format!("{base} p50"))
+                .or_default()
+                .push((rate, p50.median));
+            paced
+                .entry(format!("{base} p99"))
+                .or_default()
+                .push((rate, p99.median));
+        }
+        if !paced.is_empty() {
+            let series: Vec<Series> = paced
+                .into_iter()
+                .map(|(name, points)| Series { name, points })
+                .collect();
+            out.push((
+                format!("paced-latency-{place}.svg"),
+                charts::lines(
+                    &format!("Open-loop latency vs offered rate, {place_title}"),
+                    "offered rate (tasks/s)",
+                    "latency (ms)",
                     &series,
                 )?,
             ));
@@ -320,6 +383,17 @@ fn fmt_p(p: f64) -> String {
         "<0.001".into()
     } else {
         format!("{p:.3}")
+    }
+}
+
+fn fmt_ci_digits(g: &Group, digits: usize) -> String {
+    if g.n < 2 {
+        format!("{:.digits$}", g.mean)
+    } else {
+        format!(
+            "{:.digits$} [{:.digits$}, {:.digits$}]",
+            g.mean, g.ci95_low, g.ci95_high
+        )
     }
 }
 
@@ -463,6 +537,30 @@ pub fn markdown(results: &[RunResult], file: &SummaryFile, chart_names: &[String
         caveats.dedup();
         for caveat in caveats {
             let _ = writeln!(md, "> {caveat}\n");
+        }
+        if scenario == "coldstart" {
+            let _ = writeln!(md, "| system | variant | n | worker spawn to first task done, s (95% CI) | RSS MB |\n|---|---|---|---|---|");
+            let all = Summary {
+                groups: file.groups.clone(),
+                comparisons: vec![],
+            };
+            for k in keys {
+                if let (Some(t), Some(rss)) = (
+                    mean_of(&all, k, "processing_time_from_spawn_seconds"),
+                    mean_of(&all, k, "memory_rss_mb"),
+                ) {
+                    let _ = writeln!(
+                        md,
+                        "| {} | {} | {} | {} | {:.1} |",
+                        k.system,
+                        k.variant,
+                        t.n,
+                        fmt_ci_digits(t, 3),
+                        rss.median
+                    );
+                }
+            }
+            continue;
         }
         let _ = writeln!(md, "| system | variant | mode | n | tasks/s (95% CI) | enqueue/s (95% CI) | p50 ms | p99 ms | RSS MB | CPU % | outliers |");
         let _ = writeln!(md, "|---|---|---|---|---|---|---|---|---|---|---|");

@@ -41,6 +41,12 @@ pub struct Configuration {
     pub celery_prefetch_multiplier: Option<u32>,
     pub celery_acks: Option<String>,
     pub broker_source: String,
+    /// I/O runs: latency the mock HTTP server injected per request.
+    #[serde(default)]
+    pub http_latency_ms: Option<u64>,
+    /// CPU runs: pbkdf2 iterations per task.
+    #[serde(default)]
+    pub pbkdf2_iterations: Option<u64>,
     /// What a reader must weigh: an emulator instead of the real service, an experimental transport.
     pub caveats: Vec<String>,
 }
@@ -89,6 +95,17 @@ pub struct Metrics {
     /// from producer start to worker stop.
     pub api_calls: Option<std::collections::BTreeMap<String, u64>>,
     pub api_calls_per_task: Option<f64>,
+    /// I/O runs: requests the mock HTTP server answered (must equal task_count).
+    #[serde(default)]
+    pub http_requests: Option<u64>,
+    /// Paced runs: the target dispatch rate, and the producer's lateness against its
+    /// schedule (latency above is measured from the schedule, lateness included).
+    #[serde(default)]
+    pub paced_target_rate: Option<f64>,
+    #[serde(default)]
+    pub producer_lateness_p99_ms: Option<f64>,
+    #[serde(default)]
+    pub producer_lateness_max_ms: Option<f64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -8,6 +8,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use crate::collector::{Collector, WaitEnd};
 use crate::harness::Harness;
 use crate::measure::{self, MeasureInput, ProducerWindow};
+use crate::mock_http::MockHttpServer;
 use crate::procs::ManagedChild;
 use crate::result::{Configuration, Environment, RunResult, TimePoint};
 use crate::sampler::Sampler;
@@ -67,24 +68,46 @@ pub fn run_once(
         &req.run_id,
         case.task_count,
     )?;
-    let env = space.env(
+    let mut env = space.env(
         h,
         collector.socket_path(),
         &req.run_id,
         case.celery_prefetch_multiplier,
     );
+    // I/O tasks call a mock HTTP server the harness starts for the run and counts.
+    let http = if case.task == "io_fetch" {
+        Some(MockHttpServer::start()?)
+    } else {
+        None
+    };
+    if let Some(server) = &http {
+        env.task_env.push(("BENCH_HTTP_URL".into(), server.url()));
+        env.task_env.push((
+            "BENCH_HTTP_LATENCY_MS".into(),
+            case.http_latency_ms.unwrap_or(100).to_string(),
+        ));
+    }
+    if let Some(iterations) = case.pbkdf2_iterations {
+        env.task_env
+            .push(("BENCH_PBKDF2_ITERATIONS".into(), iterations.to_string()));
+    }
+    let env = env;
     let system = case.variant.system;
     let (namespace, queue) = (space.namespace.as_ref(), space.queue.as_str());
     let depth = || space.depth(system);
     let producer_command = || {
-        systems::producer_command(
+        let mut command = systems::producer_command(
             system,
             &env,
             case.task,
             0,
             case.task_count,
             case.producer_batch,
-        )
+        );
+        if let Some(rate) = case.rate {
+            command.args(["--rate", &rate.to_string()]);
+        }
+        command
     };
     let mut errors = Vec::new();
     space
@@ -133,7 +156,7 @@ pub fn run_once(
         req.sample_interval,
     );
     collector.reset_stall_clock();
-    if case.mode == Mode::Live {
+    if matches!(case.mode, Mode::Live | Mode::Paced) {
         producer = Some(ManagedChild::spawn(
             "producer",
             &mut producer_command(),
@@ -227,6 +250,16 @@ pub fn run_once(
     let (mut metrics, histograms) = measure::metrics(&input);
     metrics.worker_stopped_gracefully = graceful;
     metrics.message_bytes = message_bytes;
+    if let Some(server) = &http {
+        let requests = server.requests();
+        metrics.http_requests = Some(requests);
+        if requests != case.task_count {
+            errors.push(format!(
+                "the mock HTTP server saw {requests} requests for {} tasks",
+                case.task_count
+            ));
+        }
+    }
     match namespace.api_calls(queue) {
         Ok(Some(calls)) => {
             metrics.api_calls_per_task =
@@ -280,6 +313,8 @@ pub fn run_once(
             celery_acks: (system == System::Celery).then(|| "early (Celery default)".to_string()),
             broker_source: space.broker.info().source.clone(),
             caveats: systems::caveats(system, namespace),
+            http_latency_ms: case.http_latency_ms,
+            pbkdf2_iterations: case.pbkdf2_iterations,
         },
         metrics,
         errors,

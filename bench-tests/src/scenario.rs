@@ -7,12 +7,13 @@ use crate::brokers::Driver;
 use crate::profile::Profile;
 use crate::systems::{System, Variant};
 
-pub const NAMES: [&str; 2] = ["throughput", "drivers"];
+pub const NAMES: [&str; 5] = ["throughput", "drivers", "io", "cpu", "coldstart"];
 /// Scenarios of the design that are not implemented yet.
-pub const PLANNED: [&str; 5] = ["io", "cpu", "mixed", "stress", "coldstart"];
+pub const PLANNED: [&str; 2] = ["mixed", "stress"];
 
 /// The brokers a scenario runs on when the user names none.
 pub fn default_drivers(scenario: &str) -> Vec<Driver> {
+    // Every scenario but `drivers` measures on Redis unless told otherwise.
     match scenario {
         "drivers" => Driver::ALL.to_vec(),
         _ => vec![Driver::Redis],
@@ -46,6 +47,9 @@ pub enum Mode {
     Drain,
     /// Start the workers, then produce as fast as the producer can.
     Live,
+    /// Start the workers, then produce on a fixed schedule (open loop) at `Case::rate`;
+    /// latency is measured from each task's intended send time.
+    Paced,
 }
 
 impl Mode {
@@ -53,6 +57,7 @@ impl Mode {
         match self {
             Mode::Drain => "drain",
             Mode::Live => "live",
+            Mode::Paced => "paced",
         }
     }
 
@@ -60,7 +65,8 @@ impl Mode {
         match name {
             "drain" => Ok(Mode::Drain),
             "live" => Ok(Mode::Live),
-            _ => bail!("unknown mode '{name}'; valid modes: drain, live"),
+            "paced" => Ok(Mode::Paced),
+            _ => bail!("unknown mode '{name}'; valid modes: drain, live, paced"),
         }
     }
 }
@@ -79,21 +85,51 @@ pub struct Case {
     pub worker_processes: u32,
     pub producer_batch: u32,
     pub celery_prefetch_multiplier: u32,
+    /// Paced mode: tasks per second the producer dispatches at.
+    pub rate: Option<f64>,
+    /// I/O tasks: the latency the mock HTTP server injects per request.
+    pub http_latency_ms: Option<u64>,
+    /// CPU tasks: pbkdf2 iterations per task.
+    pub pbkdf2_iterations: Option<u64>,
 }
 
 impl Case {
-    /// The variant, plus Celery's prefetch multiplier when it is not Celery's default (4).
-    pub fn variant_label(&self) -> String {
-        match self.variant.system {
-            System::Celery if self.celery_prefetch_multiplier != CELERY_DEFAULT_PREFETCH => {
-                format!(
-                    "{}-pf{}",
-                    self.variant.label(),
-                    self.celery_prefetch_multiplier
-                )
-            }
-            _ => self.variant.label(),
+    /// A drain case of `task` with the profile's defaults for everything else.
+    pub fn new(
+        scenario: &'static str,
+        driver: Driver,
+        variant: Variant,
+        task: &'static str,
+        task_count: u64,
+        profile: &Profile,
+    ) -> Case {
+        Case {
+            scenario,
+            driver,
+            variant,
+            mode: Mode::Drain,
+            task_count,
+            task,
+            worker_processes: 1,
+            producer_batch: profile.throughput.producer_batch,
+            celery_prefetch_multiplier: profile.throughput.celery_prefetch_multiplier,
+            rate: None,
+            http_latency_ms: None,
+            pbkdf2_iterations: None,
         }
+    }
+
+    /// The variant, plus Celery's prefetch multiplier when it is not Celery's default (4)
+    /// and the rate of a paced run (e.g. `threads-c10-pf1`, `asyncio-c10-at500`).
+    pub fn variant_label(&self) -> String {
+        let prefetch = match self.variant.system {
+            System::Celery if self.celery_prefetch_multiplier != CELERY_DEFAULT_PREFETCH => {
+                format!("-pf{}", self.celery_prefetch_multiplier)
+            }
+            _ => String::new(),
+        };
+        let rate = self.rate.map_or(String::new(), |r| format!("-at{r}"));
+        format!("{}{prefetch}{rate}", self.variant.label())
     }
 
     /// e.g. `asynctasq-redis-throughput-asyncio-c10-drain`.
@@ -128,27 +164,101 @@ pub fn throughput_variants(profile: &Profile, cpus: u32) -> Vec<Variant> {
 /// Every case of `scenario` on `driver` for the profile.
 pub fn cases(profile: &Profile, scenario: &str, driver: Driver, cpus: u32) -> Result<Vec<Case>> {
     let scenario = check_name(scenario)?;
-    if scenario == "drivers" {
-        return Ok(drivers_cases(profile, driver));
+    match scenario {
+        "drivers" => return Ok(drivers_cases(profile, driver)),
+        "io" => return Ok(io_cases(profile, driver)),
+        "cpu" => return Ok(cpu_cases(profile, driver, cpus)),
+        "coldstart" => return Ok(coldstart_cases(profile, driver)),
+        _ => {}
     }
     let sizes = &profile.throughput;
     let mut cases = Vec::new();
     for variant in throughput_variants(profile, cpus) {
         for mode in &sizes.modes {
-            cases.push(Case {
+            let mut case = Case::new(
                 scenario,
                 driver,
-                variant: variant.clone(),
-                mode: Mode::parse(mode)?,
-                task_count: sizes.task_count,
-                task: "noop",
-                worker_processes: 1,
-                producer_batch: sizes.producer_batch,
-                celery_prefetch_multiplier: sizes.celery_prefetch_multiplier,
-            });
+                variant.clone(),
+                "noop",
+                sizes.task_count,
+                profile,
+            );
+            case.mode = Mode::parse(mode)?;
+            cases.push(case);
+        }
+    }
+    // Open-loop latency: one variant per system at the same concurrency, at each rate.
+    for variant in throughput_variants(profile, cpus)
+        .into_iter()
+        .filter(|v| matches!(v.pool.as_str(), "asyncio" | "threads"))
+    {
+        for &rate in &sizes.paced_rates {
+            let count = (rate * sizes.paced_seconds).round().max(1.0) as u64;
+            let mut case = Case::new(scenario, driver, variant.clone(), "noop", count, profile);
+            case.mode = Mode::Paced;
+            case.rate = Some(rate);
+            cases.push(case);
         }
     }
     Ok(cases)
+}
+
+/// Scenario 2: one HTTP GET per task with injected latency, at several concurrencies;
+/// AsyncTasQ with a shared async client, Celery threads with a requests.Session per thread.
+fn io_cases(profile: &Profile, driver: Driver) -> Vec<Case> {
+    let sizes = &profile.io;
+    let mut cases = Vec::new();
+    for &concurrency in &sizes.concurrency {
+        for variant in [
+            Variant::new(System::Asynctasq, "asyncio", concurrency),
+            Variant::new(System::Celery, "threads", concurrency),
+        ] {
+            let mut case = Case::new("io", driver, variant, "io_fetch", sizes.task_count, profile);
+            case.http_latency_ms = Some(sizes.latency_ms);
+            cases.push(case);
+        }
+    }
+    cases
+}
+
+/// Scenario 3: pbkdf2 per task at concurrency = cores. AsyncTasQ as an AsyncTask body
+/// (blocks the event loop), a SyncTask (thread pool) and a process task (process pool);
+/// Celery prefork and threads.
+fn cpu_cases(profile: &Profile, driver: Driver, cpus: u32) -> Vec<Case> {
+    let sizes = &profile.cpu;
+    [
+        (Variant::new(System::Asynctasq, "async", cpus), "cpu_async"),
+        (Variant::new(System::Asynctasq, "sync", cpus), "cpu_sync"),
+        (
+            Variant::new(System::Asynctasq, "process", cpus),
+            "cpu_process",
+        ),
+        (Variant::new(System::Celery, "prefork", cpus), "cpu"),
+        (Variant::new(System::Celery, "threads", cpus), "cpu"),
+    ]
+    .into_iter()
+    .map(|(variant, task)| {
+        let mut case = Case::new("cpu", driver, variant, task, sizes.task_count, profile);
+        case.pbkdf2_iterations = Some(sizes.pbkdf2_iterations);
+        case
+    })
+    .collect()
+}
+
+/// Scenario 8: one task waiting before the worker starts; time from spawning the worker
+/// to that task's end, per pool size.
+fn coldstart_cases(profile: &Profile, driver: Driver) -> Vec<Case> {
+    let mut cases = Vec::new();
+    for &size in &profile.coldstart.pool_sizes {
+        for variant in [
+            Variant::new(System::Asynctasq, "asyncio", size),
+            Variant::new(System::Celery, "threads", size),
+            Variant::new(System::Celery, "prefork", size),
+        ] {
+            cases.push(Case::new("coldstart", driver, variant, "noop", 1, profile));
+        }
+    }
+    cases
 }
 
 /// Scenario 9: the same drain workload on every broker, one variant per system; on
@@ -163,15 +273,8 @@ fn drivers_cases(profile: &Profile, driver: Driver) -> Vec<Case> {
         sizes.task_count
     };
     let case = |variant: Variant, prefetch: u32| Case {
-        scenario: "drivers",
-        driver,
-        variant,
-        mode: Mode::Drain,
-        task_count,
-        task: "noop",
-        worker_processes: 1,
-        producer_batch: profile.throughput.producer_batch,
         celery_prefetch_multiplier: prefetch,
+        ..Case::new("drivers", driver, variant, "noop", task_count, profile)
     };
     let celery_threads = Variant::new(System::Celery, "threads", sizes.celery_threads_concurrency);
     let mut cases = vec![
@@ -202,9 +305,9 @@ mod tests {
     fn unknown_scenario_lists_valid_ones() {
         assert_eq!(
             check_name("latency").unwrap_err().to_string(),
-            "unknown scenario 'latency'; valid scenarios: throughput, drivers"
+            "unknown scenario 'latency'; valid scenarios: throughput, drivers, io, cpu, coldstart"
         );
-        assert!(check_name("io")
+        assert!(check_name("stress")
             .unwrap_err()
             .to_string()
             .contains("not implemented yet"));
@@ -215,7 +318,15 @@ mod tests {
         let profile = Profile::load(&crate::project_root(), "ci").unwrap();
         let cases = cases(&profile, "throughput", Driver::Redis, 2).unwrap();
         let labels: Vec<String> = cases.iter().map(Case::label).collect();
-        assert_eq!(cases.len(), 8, "{labels:?}");
+        assert_eq!(
+            cases.len(),
+            8 + 4,
+            "4 variants x 2 modes, 2 systems x 2 paced rates: {labels:?}"
+        );
+        assert!(
+            labels.contains(&"asynctasq-redis-throughput-asyncio-c10-at100-paced".to_string()),
+            "{labels:?}"
+        );
         assert!(labels.contains(&"celery-redis-throughput-prefork-c2-drain".to_string()));
         assert!(labels.contains(&"asynctasq-redis-throughput-asyncio-c10-live".to_string()));
     }

@@ -61,6 +61,7 @@ impl RunSpace {
             broker: self.namespace.as_ref(),
             run_id,
             celery_prefetch_multiplier: celery_prefetch,
+            task_env: Vec::new(),
         }
     }
 

@@ -15,7 +15,7 @@ pub struct MetricDef {
     pub value: fn(&RunResult) -> Option<f64>,
 }
 
-pub const METRICS: [MetricDef; 8] = [
+pub const METRICS: [MetricDef; 9] = [
     MetricDef {
         name: "throughput_tasks_per_sec",
         higher_is_better: true,
@@ -55,6 +55,12 @@ pub const METRICS: [MetricDef; 8] = [
         name: "cpu_percent",
         higher_is_better: false,
         value: |r| Some(r.metrics.cpu_percent),
+    },
+    // Cold start: spawning the worker to the end of the first task (drain of one task).
+    MetricDef {
+        name: "processing_time_from_spawn_seconds",
+        higher_is_better: false,
+        value: |r| Some(r.metrics.processing_time_from_spawn_seconds),
     },
 ];
 

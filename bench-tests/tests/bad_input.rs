@@ -37,7 +37,7 @@ fn plan_error(profile: &str, scenario: &str, system: &str, driver: &str) -> Stri
     "warp",
     "celery",
     "redis",
-    "unknown scenario 'warp'; valid scenarios: throughput, drivers"
+    "unknown scenario 'warp'; valid scenarios: throughput, drivers, io, cpu, coldstart"
 )]
 #[case::system(
     "ci",

@@ -100,7 +100,7 @@ fn bench_writes_results_with_the_schema() {
     let results_root = tempfile::tempdir().unwrap();
     let outcome = bench::execute(h, &plan, results_root.path()).unwrap();
     assert!(outcome.failures.is_empty(), "{:?}", outcome.failures);
-    assert_eq!(outcome.rows.len(), 2, "drain and live");
+    assert_eq!(outcome.rows.len(), 4, "drain, live and paced at two rates");
 
     let runs = std::fs::read_dir(outcome.run_dir.join("runs"))
         .unwrap()
@@ -111,7 +111,7 @@ fn bench_writes_results_with_the_schema() {
     let warmups = std::fs::read_dir(outcome.run_dir.join("runs/warmup"))
         .unwrap()
         .count();
-    assert_eq!((run_files.len(), warmups), (2, 2));
+    assert_eq!((run_files.len(), warmups), (4, 4));
     for file in &run_files {
         let text = std::fs::read_to_string(file.path()).unwrap();
         let value: serde_json::Value = serde_json::from_str(&text).unwrap();
@@ -226,7 +226,10 @@ fn bench_writes_results_with_the_schema() {
         .iter()
         .map(|r| r.configuration.mode.clone())
         .collect();
-    assert_eq!(modes.into_iter().collect::<Vec<_>>(), ["drain", "live"]);
+    assert_eq!(
+        modes.into_iter().collect::<Vec<_>>(),
+        ["drain", "live", "paced"]
+    );
 }
 
 /// The result with every number and every machine- or time-dependent string replaced by
@@ -253,4 +256,38 @@ fn shape(value: &serde_json::Value) -> serde_json::Value {
         ),
         other => other.clone(),
     }
+}
+
+/// Paced (open-loop) mode holds its rate well below capacity, and latency is measured
+/// from each task's intended time (so it includes any lateness of the producer).
+#[rstest]
+#[case::asynctasq(System::Asynctasq, "asyncio")]
+#[case::celery(System::Celery, "threads")]
+fn paced_mode_holds_its_rate(#[case] system: System, #[case] pool: &str) {
+    let h = common::harness();
+    let profile = common::ci_profile();
+    let case = common::scenario_cases("throughput")
+        .into_iter()
+        .find(|c| c.variant.system == system && c.variant.pool == pool && c.mode == Mode::Paced)
+        .expect("a paced case");
+    let rate = case.rate.unwrap();
+    let request = common::request(&case, &profile);
+    let _shared = bench::measurement_lock(false, Duration::from_secs(1800)).unwrap();
+    let out = run_once(h, &request, &mut |_| {}).unwrap_or_else(|e| panic!("{e:#}"));
+    let m = &out.result.metrics;
+    assert_eq!((m.completed, m.lost, m.duplicated), (case.task_count, 0, 0));
+    assert_eq!(m.latency_kind, "open-loop-from-intended-time");
+    // The schedule spans (N-1)/rate; the producer must keep to it within 10%.
+    let scheduled = (case.task_count - 1) as f64 / rate;
+    assert!(
+        (m.enqueue_time_seconds - scheduled).abs() <= 0.1 * scheduled,
+        "{} s for a {scheduled} s schedule",
+        m.enqueue_time_seconds
+    );
+    assert!(
+        m.producer_lateness_p99_ms.unwrap() < 100.0,
+        "producer lateness p99 {:?} ms",
+        m.producer_lateness_p99_ms
+    );
+    assert_eq!(m.paced_target_rate, Some(rate));
 }

@@ -109,6 +109,7 @@ fn only_configuration_differs_between_brokers() {
                 broker: namespace.as_ref(),
                 run_id: "r",
                 celery_prefetch_multiplier: 4,
+                task_env: Vec::new(),
             };
             let case = common::drivers_case(system, driver);
             let command = worker_command(&case.variant, &env);

@@ -88,6 +88,8 @@ pub struct RunEnv<'a> {
     /// Marks every process of the run, so a test can find survivors in the process table.
     pub run_id: &'a str,
     pub celery_prefetch_multiplier: u32,
+    /// What the tasks of this run need besides (mock HTTP server URL, pbkdf2 iterations).
+    pub task_env: Vec<(String, String)>,
 }
 
 impl RunEnv<'_> {
@@ -104,7 +106,8 @@ impl RunEnv<'_> {
             .env("COLUMNS", "200")
             .env("BENCH_RUN_ID", self.run_id)
             .env("BENCH_COLLECTOR_SOCKET", self.collector_socket)
-            .env("BENCH_QUEUE", self.queue);
+            .env("BENCH_QUEUE", self.queue)
+            .envs(self.task_env.iter().map(|(k, v)| (k, v)));
         command
     }
 }

@@ -37,6 +37,17 @@ pub fn throughput_case(system: System, pool: &str, mode: Mode) -> Case {
     .unwrap_or_else(|| panic!("no ci case for {system} {pool} {mode:?}"))
 }
 
+/// Every ci-profile case of a scenario on Redis.
+pub fn scenario_cases(scenario: &str) -> Vec<Case> {
+    scenario::cases(
+        &ci_profile(),
+        scenario,
+        bench_tests::brokers::Driver::Redis,
+        harness().cpus(),
+    )
+    .expect("scenario cases")
+}
+
 /// The ci-profile `drivers` case of a system on a broker.
 pub fn drivers_case(system: System, driver: bench_tests::brokers::Driver) -> Case {
     scenario::cases(&ci_profile(), "drivers", driver, harness().cpus())

@@ -1,0 +1,63 @@
+//! Scenario 2 (I/O-bound) at ci size: each task makes one GET with 100 ms injected latency
+//! to the harness's mock server; both systems at each concurrency of the profile.
+
+mod common;
+
+use std::time::Duration;
+
+use bench_tests::run::run_once;
+use rstest::rstest;
+
+#[rstest]
+fn every_task_makes_its_call_and_waits_for_it(#[values(0, 1, 2, 3)] index: usize) {
+    let cases = common::scenario_cases("io");
+    let Some(case) = cases.get(index) else { return };
+    let h = common::harness();
+    let profile = common::ci_profile();
+    let request = common::request(case, &profile);
+    let _shared = bench_tests::bench::measurement_lock(false, Duration::from_secs(1800)).unwrap();
+    let out =
+        run_once(h, &request, &mut |_| {}).unwrap_or_else(|e| panic!("{}: {e:#}", case.label()));
+    let m = &out.result.metrics;
+    assert_eq!(
+        (m.completed, m.lost, m.duplicated, m.failed),
+        (case.task_count, 0, 0, 0),
+        "{}",
+        case.label()
+    );
+    assert_eq!(
+        m.http_requests,
+        Some(case.task_count),
+        "the server saw every task's request"
+    );
+    let latency_us = case.http_latency_ms.unwrap() as f64 * 1000.0;
+    assert!(
+        out.histograms.service.min() as f64 / 1000.0 >= latency_us,
+        "no task finished before its injected latency"
+    );
+    // Throughput can never beat concurrency / latency.
+    let ideal = f64::from(case.variant.concurrency) * 1000.0 / case.http_latency_ms.unwrap() as f64;
+    assert!(
+        m.throughput_tasks_per_sec <= ideal * 1.05,
+        "{} > ideal {ideal}",
+        m.throughput_tasks_per_sec
+    );
+    assert!(out.result.errors.is_empty(), "{:?}", out.result.errors);
+}
+
+/// The mock server's own cost at the highest concurrency used must be negligible against
+/// the 100 ms it injects.
+#[test]
+fn mock_server_overhead_is_negligible_at_the_highest_concurrency() {
+    let local = bench_tests::profile::Profile::load(&bench_tests::project_root(), "local").unwrap();
+    let highest = *local.io.concurrency.iter().max().unwrap() as usize;
+    let server = bench_tests::mock_http::MockHttpServer::start().unwrap();
+    let overhead_us =
+        bench_tests::mock_http::overhead_us(&server, highest, 5, local.io.latency_ms).unwrap();
+    eprintln!("mock server overhead at concurrency {highest}: {overhead_us:.0} us per request");
+    assert_eq!(server.requests(), highest as u64 * 5);
+    assert!(
+        overhead_us < 0.05 * local.io.latency_ms as f64 * 1000.0,
+        "{overhead_us} us is not negligible"
+    );
+}

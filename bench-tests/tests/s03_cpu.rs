@@ -1,0 +1,44 @@
+//! Scenario 3 (CPU-bound) at ci size: pbkdf2 per task, AsyncTasQ as AsyncTask (blocking),
+//! SyncTask and process task; Celery prefork and threads. The work is checked: a task whose
+//! digest is wrong reports a failure.
+
+mod common;
+
+use std::time::Duration;
+
+use bench_tests::run::run_once;
+use rstest::rstest;
+
+#[rstest]
+fn the_work_runs_and_is_correct(#[values(0, 1, 2, 3, 4)] index: usize) {
+    let case = common::scenario_cases("cpu").remove(index);
+    let h = common::harness();
+    let profile = common::ci_profile();
+    let request = common::request(&case, &profile);
+    let _shared = bench_tests::bench::measurement_lock(false, Duration::from_secs(1800)).unwrap();
+    let out =
+        run_once(h, &request, &mut |_| {}).unwrap_or_else(|e| panic!("{}: {e:#}", case.label()));
+    let m = &out.result.metrics;
+    assert_eq!(
+        (m.completed, m.lost, m.duplicated, m.failed),
+        (case.task_count, 0, 0, 0),
+        "{}: digests",
+        case.label()
+    );
+    // 100,000 pbkdf2 iterations take milliseconds, not microseconds: the work really ran.
+    assert!(
+        out.histograms.service.min() > 5_000_000,
+        "{}: fastest task {} ns",
+        case.label(),
+        out.histograms.service.min()
+    );
+    assert!(out.result.errors.is_empty(), "{:?}", out.result.errors);
+    if case.variant.pool == "process" || case.variant.pool == "prefork" {
+        assert!(
+            m.task_pids >= 2,
+            "{}: tasks ran in {} processes",
+            case.label(),
+            m.task_pids
+        );
+    }
+}

@@ -11,8 +11,11 @@ use crate::harness::Harness;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RecorderCost {
-    /// Mean cost of one `record()` call in each batch, in microseconds.
+    /// Mean wall time of one `record()` call in each batch, in microseconds.
     pub record_us: Vec<f64>,
+    /// Mean CPU time the calling process spent per `record()` call in each batch: the task's
+    /// own cost, unaffected by other load on the machine.
+    pub record_cpu_us: Vec<f64>,
     /// Mean cost of one Redis INCR round trip in each batch, in microseconds.
     pub redis_incr_us: Vec<f64>,
     /// Records the collector received (distinct): proof the measured calls delivered.
@@ -22,6 +25,10 @@ pub struct RecorderCost {
 impl RecorderCost {
     pub fn median_record_us(&self) -> f64 {
         median(&self.record_us)
+    }
+
+    pub fn median_record_cpu_us(&self) -> f64 {
+        median(&self.record_cpu_us)
     }
 
     pub fn median_redis_incr_us(&self) -> f64 {
@@ -88,12 +95,14 @@ pub fn measure(h: &Harness, count: u64, batches: u64) -> Result<RecorderCost> {
     #[derive(Deserialize)]
     struct Raw {
         record_ns: Vec<f64>,
+        record_cpu_ns: Vec<f64>,
         redis_incr_ns: Vec<f64>,
     }
     let raw: Raw = serde_json::from_str(stdout.trim())
         .with_context(|| format!("unreadable output: {stdout}"))?;
     Ok(RecorderCost {
         record_us: raw.record_ns.iter().map(|ns| ns / 1e3).collect(),
+        record_cpu_us: raw.record_cpu_ns.iter().map(|ns| ns / 1e3).collect(),
         redis_incr_us: raw.redis_incr_ns.iter().map(|ns| ns / 1e3).collect(),
         delivered,
     })

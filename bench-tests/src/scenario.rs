@@ -231,7 +231,7 @@ fn cpu_cases(profile: &Profile, driver: Driver, cpus: u32) -> Vec<Case> {
         (Variant::new(System::Asynctasq, "sync", cpus), "cpu_sync"),
         (
             Variant::new(System::Asynctasq, "process", cpus),
-            "cpu_process",
+            "CpuProcess",
         ),
         (Variant::new(System::Celery, "prefork", cpus), "cpu"),
         (Variant::new(System::Celery, "threads", cpus), "cpu"),

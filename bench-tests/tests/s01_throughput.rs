@@ -3,11 +3,9 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::time::Duration;
 
 use bench_tests::bench::{self, BenchPlan, BenchRequest};
 use bench_tests::result::RunResult;
-use bench_tests::run::run_once;
 use bench_tests::scenario::Mode;
 use bench_tests::systems::System;
 use rstest::rstest;
@@ -22,12 +20,8 @@ fn throughput_completes_exactly(
     #[case] pool: &str,
     #[values(Mode::Drain, Mode::Live)] mode: Mode,
 ) {
-    let h = common::harness();
-    let profile = common::ci_profile();
     let case = common::throughput_case(system, pool, mode);
-    let request = common::request(&case, &profile);
-    let _shared = bench::measurement_lock(false, Duration::from_secs(1800)).unwrap();
-    let out = run_once(h, &request, &mut |_| {}).unwrap_or_else(|e| panic!("{e:#}"));
+    let (run_id, out) = common::run_ci(&case);
     let m = &out.result.metrics;
     let n = case.task_count;
 
@@ -72,7 +66,7 @@ fn throughput_completes_exactly(
         Some(expected_version(system))
     );
     assert!(
-        common::processes_of_run(&request.run_id).is_empty(),
+        common::processes_of_run(&run_id).is_empty(),
         "no process of the run survives"
     );
 }
@@ -268,16 +262,13 @@ fn shape(value: &serde_json::Value) -> serde_json::Value {
 #[case::asynctasq(System::Asynctasq, "asyncio")]
 #[case::celery(System::Celery, "threads")]
 fn paced_mode_holds_its_rate(#[case] system: System, #[case] pool: &str) {
-    let h = common::harness();
-    let profile = common::ci_profile();
     let case = common::scenario_cases("throughput")
         .into_iter()
         .find(|c| c.variant.system == system && c.variant.pool == pool && c.mode == Mode::Paced)
         .expect("a paced case");
     let rate = case.rate.unwrap();
-    let request = common::request(&case, &profile);
-    let _shared = bench::measurement_lock(false, Duration::from_secs(1800)).unwrap();
-    let out = run_once(h, &request, &mut |_| {}).unwrap_or_else(|e| panic!("{e:#}"));
+    let (run_id, out) = common::run_ci(&case);
+    assert!(common::processes_of_run(&run_id).is_empty());
     let m = &out.result.metrics;
     assert_eq!((m.completed, m.lost, m.duplicated), (case.task_count, 0, 0));
     assert_eq!(m.latency_kind, "open-loop-from-intended-time");

@@ -3,21 +3,16 @@
 
 mod common;
 
-use std::time::Duration;
-
-use bench_tests::run::run_once;
 use rstest::rstest;
 
 #[rstest]
 fn every_task_makes_its_call_and_waits_for_it(#[values(0, 1, 2, 3)] index: usize) {
-    let cases = common::scenario_cases("io");
-    let Some(case) = cases.get(index) else { return };
-    let h = common::harness();
-    let profile = common::ci_profile();
-    let request = common::request(case, &profile);
-    let _shared = bench_tests::bench::measurement_lock(false, Duration::from_secs(1800)).unwrap();
-    let out =
-        run_once(h, &request, &mut |_| {}).unwrap_or_else(|e| panic!("{}: {e:#}", case.label()));
+    let case = &common::scenario_cases("io").remove(index);
+    let (run_id, out) = common::run_ci(case);
+    assert!(
+        common::processes_of_run(&run_id).is_empty(),
+        "no process of the run survives"
+    );
     let m = &out.result.metrics;
     assert_eq!(
         (m.completed, m.lost, m.duplicated, m.failed),

@@ -4,21 +4,17 @@
 
 mod common;
 
-use std::time::Duration;
-
-use bench_tests::run::run_once;
 use rstest::rstest;
 
 #[rstest]
 fn the_work_runs_and_is_correct(#[values(0, 1, 2, 3, 4)] index: usize) {
     let case = common::scenario_cases("cpu").remove(index);
-    let h = common::harness();
-    let profile = common::ci_profile();
-    let request = common::request(&case, &profile);
-    let _shared = bench_tests::bench::measurement_lock(false, Duration::from_secs(1800)).unwrap();
-    let out =
-        run_once(h, &request, &mut |_| {}).unwrap_or_else(|e| panic!("{}: {e:#}", case.label()));
+    let (run_id, out) = common::run_ci(&case);
     let m = &out.result.metrics;
+    assert!(
+        common::processes_of_run(&run_id).is_empty(),
+        "no process of the run survives"
+    );
     assert_eq!(
         (m.completed, m.lost, m.duplicated, m.failed),
         (case.task_count, 0, 0, 0),

@@ -11,7 +11,6 @@ use bench_tests::brokers::rabbitmq::RabbitBroker;
 use bench_tests::brokers::redis::RedisBroker;
 use bench_tests::brokers::sqs::SqsBroker;
 use bench_tests::brokers::Driver;
-use bench_tests::run::run_once;
 use bench_tests::systems::System;
 use rstest::rstest;
 
@@ -27,12 +26,8 @@ fn every_system_completes_exactly_on_every_broker(
     )]
     driver: Driver,
 ) {
-    let h = common::harness();
-    let profile = common::ci_profile();
     let case = common::drivers_case(system, driver);
-    let request = common::request(&case, &profile);
-    let _shared = bench_tests::bench::measurement_lock(false, Duration::from_secs(1800)).unwrap();
-    let out = run_once(h, &request, &mut |_| {}).unwrap_or_else(|e| panic!("{e:#}"));
+    let (run_id, out) = common::run_ci(&case);
     let m = &out.result.metrics;
     assert_eq!(m.completed, case.task_count);
     assert_eq!(
@@ -66,7 +61,7 @@ fn every_system_completes_exactly_on_every_broker(
         experimental,
         "{caveats:?}"
     );
-    assert!(common::processes_of_run(&request.run_id).is_empty());
+    assert!(common::processes_of_run(&run_id).is_empty());
 }
 
 /// Two worker processes on one SQL-backed queue never run the same task
@@ -75,13 +70,10 @@ fn every_system_completes_exactly_on_every_broker(
 fn two_workers_on_one_sql_queue_share_no_task(
     #[values(Driver::Postgres, Driver::Mysql)] driver: Driver,
 ) {
-    let h = common::harness();
-    let profile = common::ci_profile();
     let mut case = common::drivers_case(System::Asynctasq, driver);
     case.worker_processes = 2;
-    let request = common::request(&case, &profile);
-    let _shared = bench_tests::bench::measurement_lock(false, Duration::from_secs(1800)).unwrap();
-    let out = run_once(h, &request, &mut |_| {}).unwrap_or_else(|e| panic!("{e:#}"));
+    let (run_id, out) = common::run_ci(&case);
+    assert!(common::processes_of_run(&run_id).is_empty());
     let m = &out.result.metrics;
     assert_eq!((m.completed, m.duplicated, m.lost), (case.task_count, 0, 0));
     assert_eq!(m.task_pids, 2, "both workers took tasks");

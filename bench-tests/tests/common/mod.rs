@@ -74,6 +74,19 @@ pub fn request<'a>(case: &'a Case, profile: &'a Profile) -> RunRequest<'a> {
     }
 }
 
+/// Runs `case` once with the ci profile's bounds (beside other correctness tests, never
+/// beside a measuring bench), panicking with the case and the error if it fails; returns
+/// the run id and the output.
+pub fn run_ci(case: &Case) -> (String, bench_tests::run::RunOutput) {
+    let profile = ci_profile();
+    let request = request(case, &profile);
+    let _shared = bench_tests::bench::measurement_lock(false, Duration::from_secs(1800))
+        .expect("the measurement lock");
+    let out = bench_tests::run::run_once(harness(), &request, &mut |_| {})
+        .unwrap_or_else(|e| panic!("{}: {e:#}", case.label()));
+    (request.run_id, out)
+}
+
 /// Pids of live processes whose environment carries `BENCH_RUN_ID=<run_id>`.
 pub fn processes_of_run(run_id: &str) -> Vec<i32> {
     let needle = format!("BENCH_RUN_ID={run_id}");

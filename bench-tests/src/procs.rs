@@ -167,11 +167,34 @@ impl ManagedChild {
             .filter(|(_, text)| !text.trim().is_empty())
             .map(|(which, text)| format!("--- {} {which} ---\n{text}", self.name))
             .collect();
-        if shown.is_empty() {
+        let mut text = if shown.is_empty() {
             format!("({} printed nothing)", self.name)
         } else {
             shown.join("\n")
+        };
+        // A long traceback pushes the exception itself out of the tail: name it first.
+        if let Some(error) = self
+            .last_error_line()
+            .filter(|e| !text.contains(e.as_str()))
+        {
+            text = format!("last error line: {error}\n{text}");
         }
+        text
+    }
+
+    /// The last line of stderr or stdout that names an exception or error.
+    fn last_error_line(&self) -> Option<String> {
+        [&self.stderr_path, &self.stdout_path]
+            .into_iter()
+            .find_map(|path| {
+                tail_of_file(path, 2000)
+                    .lines()
+                    .rev()
+                    .find(|l| {
+                        l.contains("Error:") || l.contains("Exception:") || l.contains("ERROR")
+                    })
+                    .map(|l| l.trim().to_string())
+            })
     }
 
     /// SIGKILL to the whole group at once, as a crash would (no graceful shutdown).

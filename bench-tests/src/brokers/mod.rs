@@ -2,10 +2,9 @@
 //! port, local binary) and a clean, isolated namespace per repetition.
 
 pub mod docker;
-pub mod mysql;
-pub mod postgres;
 pub mod rabbitmq;
 pub mod redis;
+pub mod sql;
 pub mod sqs;
 
 use std::collections::BTreeMap;
@@ -146,8 +145,8 @@ impl BrokerSet {
         }
         let broker: Arc<dyn Broker> = match driver {
             Driver::Redis => Arc::new(redis::RedisBroker::provide(progress)?),
-            Driver::Postgres => Arc::new(postgres::PostgresBroker::provide(progress)?),
-            Driver::Mysql => Arc::new(mysql::MysqlBroker::provide(progress)?),
+            Driver::Postgres => Arc::new(sql::SqlBroker::provide(&sql::POSTGRES, progress)?),
+            Driver::Mysql => Arc::new(sql::SqlBroker::provide(&sql::MYSQL, progress)?),
             Driver::Rabbitmq => Arc::new(rabbitmq::RabbitBroker::provide(progress)?),
             Driver::Sqs => Arc::new(sqs::SqsBroker::provide(&self.python, progress)?),
         };

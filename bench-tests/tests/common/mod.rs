@@ -78,12 +78,20 @@ pub fn request<'a>(case: &'a Case, profile: &'a Profile) -> RunRequest<'a> {
 /// beside a measuring bench), panicking with the case and the error if it fails; returns
 /// the run id and the output.
 pub fn run_ci(case: &Case) -> (String, bench_tests::run::RunOutput) {
+    let (run_id, out) = try_run_ci(case);
+    (
+        run_id,
+        out.unwrap_or_else(|e| panic!("{}: {e:#}", case.label())),
+    )
+}
+
+/// `run_ci` that hands back the error instead of panicking.
+pub fn try_run_ci(case: &Case) -> (String, anyhow::Result<bench_tests::run::RunOutput>) {
     let profile = ci_profile();
     let request = request(case, &profile);
     let _shared = bench_tests::bench::measurement_lock(false, Duration::from_secs(1800))
         .expect("the measurement lock");
-    let out = bench_tests::run::run_once(harness(), &request, &mut |_| {})
-        .unwrap_or_else(|e| panic!("{}: {e:#}", case.label()));
+    let out = bench_tests::run::run_once(harness(), &request, &mut |_| {});
     (request.run_id, out)
 }
 

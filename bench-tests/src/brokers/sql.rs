@@ -1,0 +1,338 @@
+//! PostgreSQL and MySQL/MariaDB: one implementation, two dialects. Found in the order
+//! environment URL, testcontainers (after a Docker ping), the local default port; a fresh
+//! database per run, dropped after. Queries go through sqlx's `Any` driver, so the
+//! dialects differ only in their data: URLs, images and SQL text.
+
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use sqlx::{AnyConnection, Connection};
+use testcontainers::core::{IntoContainerPort, WaitFor};
+use testcontainers::runners::SyncRunner;
+use testcontainers::{Container, GenericImage, ImageExt};
+
+use super::{block_on, redact_url, Broker, BrokerInfo, Driver, Namespace, SourceSearch};
+use crate::systems::System;
+
+const LIMIT: Duration = Duration::from_secs(5);
+
+/// Everything that differs between the SQL brokers.
+pub struct Dialect {
+    pub driver: Driver,
+    pub env_var: &'static str,
+    pub default_url: &'static str,
+    /// Image, tag, port, the log line that means ready, environment, and the admin URL
+    /// pattern with `{port}`.
+    pub image: (&'static str, &'static str),
+    pub port: u16,
+    pub ready_on_stderr: &'static str,
+    pub container_env: &'static [(&'static str, &'static str)],
+    pub container_url: &'static str,
+    pub version_query: &'static str,
+    pub drop_database: &'static str,
+    /// AsyncTasQ's variables: driver name and DSN variable.
+    pub asynctasq_driver: &'static str,
+    pub asynctasq_dsn_var: &'static str,
+    pub asynctasq_dsn_scheme: &'static str,
+    /// kombu's SQLAlchemy transport URL scheme (experimental in Celery).
+    pub celery_scheme: &'static str,
+    pub depth_asynctasq: &'static str,
+    pub depth_celery: &'static str,
+    pub bytes_asynctasq: &'static str,
+    pub bytes_celery: &'static str,
+    pub dead_letter_ns: &'static str,
+}
+
+/// postgres:17 keeps its default fsync on (the testcontainers module turns it off).
+pub const POSTGRES: Dialect = Dialect {
+    driver: Driver::Postgres,
+    env_var: "BENCH_POSTGRES_URL",
+    default_url: "postgres://postgres@127.0.0.1:5432/postgres",
+    image: ("postgres", "17"),
+    port: 5432,
+    ready_on_stderr: "database system is ready to accept connections",
+    container_env: &[("POSTGRES_HOST_AUTH_METHOD", "trust")],
+    container_url: "postgres://postgres@127.0.0.1:{port}/postgres",
+    version_query: "SHOW server_version",
+    drop_database: "DROP DATABASE IF EXISTS {db} WITH (FORCE)",
+    asynctasq_driver: "postgres",
+    asynctasq_dsn_var: "ASYNCTASQ_POSTGRES_DSN",
+    asynctasq_dsn_scheme: "postgresql://",
+    celery_scheme: "sqla+postgresql+psycopg://",
+    depth_asynctasq: "SELECT count(*) FROM task_queue WHERE queue_name = $1 AND status = 'pending'",
+    depth_celery: "SELECT count(*) FROM kombu_message m JOIN kombu_queue q ON q.id = m.queue_id WHERE q.name = $1 AND m.visible",
+    bytes_asynctasq: "SELECT octet_length(payload)::bigint FROM task_queue WHERE queue_name = $1 LIMIT 1",
+    bytes_celery: "SELECT octet_length(m.payload)::bigint FROM kombu_message m JOIN kombu_queue q ON q.id = m.queue_id WHERE q.name = $1 LIMIT 1",
+    dead_letter_ns: "SELECT (extract(epoch FROM failed_at) * 1e9)::bigint FROM dead_letter_queue WHERE queue_name = $1 ORDER BY id LIMIT 1",
+};
+
+pub const MYSQL: Dialect = Dialect {
+    driver: Driver::Mysql,
+    env_var: "BENCH_MYSQL_URL",
+    default_url: "mysql://root@127.0.0.1:3306/test",
+    image: ("mysql", "8.4"),
+    port: 3306,
+    ready_on_stderr: "ready for connections. Version",
+    container_env: &[("MYSQL_ALLOW_EMPTY_PASSWORD", "yes"), ("MYSQL_DATABASE", "test")],
+    container_url: "mysql://root@127.0.0.1:{port}/test",
+    version_query: "SELECT VERSION()",
+    drop_database: "DROP DATABASE IF EXISTS {db}",
+    asynctasq_driver: "mysql",
+    asynctasq_dsn_var: "ASYNCTASQ_MYSQL_DSN",
+    asynctasq_dsn_scheme: "mysql://",
+    celery_scheme: "sqla+mysql+pymysql://",
+    depth_asynctasq: "SELECT count(*) FROM task_queue WHERE queue_name = ? AND status = 'pending'",
+    depth_celery: "SELECT count(*) FROM kombu_message m JOIN kombu_queue q ON q.id = m.queue_id WHERE q.name = ? AND m.visible = 1",
+    bytes_asynctasq: "SELECT CAST(LENGTH(payload) AS SIGNED) FROM task_queue WHERE queue_name = ? LIMIT 1",
+    bytes_celery: "SELECT CAST(LENGTH(m.payload) AS SIGNED) FROM kombu_message m JOIN kombu_queue q ON q.id = m.queue_id WHERE q.name = ? LIMIT 1",
+    dead_letter_ns: "SELECT CAST(UNIX_TIMESTAMP(failed_at) * 1000000000 AS SIGNED) FROM dead_letter_queue WHERE queue_name = ? ORDER BY id LIMIT 1",
+};
+
+pub struct SqlBroker {
+    dialect: &'static Dialect,
+    info: BrokerInfo,
+    /// Server URL with the maintenance database, for CREATE/DROP DATABASE.
+    admin_url: String,
+    _container: Option<Container<GenericImage>>,
+}
+
+impl SqlBroker {
+    /// Follows the source order, reading the URL from the dialect's variable.
+    pub fn provide(dialect: &'static Dialect, progress: &mut dyn FnMut(&str)) -> Result<SqlBroker> {
+        Self::provide_from(dialect, std::env::var(dialect.env_var).ok(), progress)
+    }
+
+    /// Follows the source order with `env_url` standing for the environment's URL.
+    pub fn provide_from(
+        dialect: &'static Dialect,
+        env_url: Option<String>,
+        progress: &mut dyn FnMut(&str),
+    ) -> Result<SqlBroker> {
+        let found =
+            |source: String, admin_url: String, server_version: String, container| SqlBroker {
+                dialect,
+                info: BrokerInfo {
+                    driver: dialect.driver,
+                    source,
+                    url: redact_url(&admin_url),
+                    server_version,
+                },
+                admin_url,
+                _container: container,
+            };
+        let mut search = SourceSearch::new(dialect.driver, dialect.env_var, env_url);
+        if let Some(url) = search.env_url() {
+            let version =
+                server_version(dialect, &url).map_err(|e| search.env_url_failed(&url, e))?;
+            return Ok(found(dialect.env_var.into(), url, version, None));
+        }
+        if search.docker_answers() {
+            let label = format!("testcontainers {}:{}", dialect.image.0, dialect.image.1);
+            progress(&format!(
+                "starting {}:{} with testcontainers",
+                dialect.image.0, dialect.image.1
+            ));
+            let image = GenericImage::new(dialect.image.0, dialect.image.1)
+                .with_wait_for(WaitFor::message_on_stderr(dialect.ready_on_stderr))
+                .with_exposed_port(dialect.port.tcp());
+            let request = dialect.container_env.iter().fold(
+                image.into(),
+                |r: testcontainers::ContainerRequest<GenericImage>, (k, v)| r.with_env_var(*k, *v),
+            );
+            let started = request.start().map_err(anyhow::Error::from).and_then(|c| {
+                let port = c.get_host_port_ipv4(dialect.port)?;
+                Ok((
+                    c,
+                    dialect.container_url.replace("{port}", &port.to_string()),
+                ))
+            });
+            match started.and_then(|(c, url)| server_version(dialect, &url).map(|v| (c, url, v))) {
+                Ok((c, url, version)) => return Ok(found(label, url, version, Some(c))),
+                Err(e) => search.failed(label, e),
+            }
+        }
+        match server_version(dialect, dialect.default_url) {
+            Ok(version) => {
+                let address = dialect
+                    .default_url
+                    .rsplit('@')
+                    .next()
+                    .and_then(|a| a.split('/').next())
+                    .unwrap_or("");
+                Ok(found(
+                    format!("local {address}"),
+                    dialect.default_url.into(),
+                    version,
+                    None,
+                ))
+            }
+            Err(e) => {
+                search.failed(dialect.default_url, e);
+                Err(search.give_up(&format!(
+                    "Set {}=scheme://user:pass@host:port/db, start Docker, or start {} locally.",
+                    dialect.env_var, dialect.driver
+                )))
+            }
+        }
+    }
+}
+
+impl Broker for SqlBroker {
+    fn info(&self) -> &BrokerInfo {
+        &self.info
+    }
+
+    fn namespace(&self, key: &str) -> Result<Box<dyn Namespace>> {
+        let database = format!("tasq_bench_{key}");
+        execute(&self.admin_url, format!("CREATE DATABASE {database}"))
+            .with_context(|| format!("creating database {database} on {}", self.info.url))?;
+        Ok(Box::new(SqlNamespace {
+            dialect: self.dialect,
+            admin_url: self.admin_url.clone(),
+            url: with_database(&self.admin_url, &database),
+            database,
+        }))
+    }
+}
+
+pub struct SqlNamespace {
+    dialect: &'static Dialect,
+    admin_url: String,
+    /// The run's own database.
+    pub url: String,
+    database: String,
+}
+
+impl SqlNamespace {
+    /// One BIGINT (or none) from `query` with the queue name bound.
+    fn scalar(&self, query: &'static str, queue: &str) -> Result<Option<i64>> {
+        let (url, queue) = (self.url.clone(), queue.to_string());
+        block_on(LIMIT, async move {
+            let mut conn = AnyConnection::connect(&url).await?;
+            Ok(sqlx::query_scalar(query)
+                .bind(queue)
+                .fetch_optional(&mut conn)
+                .await?)
+        })
+    }
+}
+
+impl Namespace for SqlNamespace {
+    fn driver(&self) -> Driver {
+        self.dialect.driver
+    }
+
+    fn asynctasq_env(&self) -> Vec<(String, String)> {
+        let dsn = format!(
+            "{}{}",
+            self.dialect.asynctasq_dsn_scheme,
+            self.url.split_once("://").map_or("", |(_, rest)| rest)
+        );
+        vec![
+            (
+                "ASYNCTASQ_DRIVER".into(),
+                self.dialect.asynctasq_driver.into(),
+            ),
+            (self.dialect.asynctasq_dsn_var.into(), dsn),
+        ]
+    }
+
+    fn connection_url(&self) -> String {
+        self.url.clone()
+    }
+
+    fn celery_url(&self) -> String {
+        format!(
+            "{}{}",
+            self.dialect.celery_scheme,
+            self.url.split_once("://").map_or("", |(_, rest)| rest)
+        )
+    }
+
+    fn dead_letter_ns(&self, queue: &str) -> Result<Option<u64>> {
+        Ok(self
+            .scalar(self.dialect.dead_letter_ns, queue)?
+            .map(|ns| ns as u64))
+    }
+
+    fn message_bytes(&self, system: System, queue: &str) -> Result<u64> {
+        let query = match system {
+            System::Asynctasq => self.dialect.bytes_asynctasq,
+            System::Celery => self.dialect.bytes_celery,
+        };
+        self.scalar(query, queue)?
+            .map(|b| b as u64)
+            .context("the queue holds no message")
+    }
+
+    fn queue_depth(&self, system: System, queue: &str) -> Result<u64> {
+        let query = match system {
+            System::Asynctasq => self.dialect.depth_asynctasq,
+            System::Celery => self.dialect.depth_celery,
+        };
+        Ok(self.scalar(query, queue)?.unwrap_or(0) as u64)
+    }
+}
+
+impl Drop for SqlNamespace {
+    fn drop(&mut self) {
+        let _ = execute(
+            &self.admin_url,
+            self.dialect.drop_database.replace("{db}", &self.database),
+        );
+    }
+}
+
+fn execute(url: &str, statement: String) -> Result<()> {
+    let url = url.to_string();
+    block_on(LIMIT, async move {
+        let mut conn = AnyConnection::connect(&url).await?;
+        sqlx::raw_sql(&statement).execute(&mut conn).await?;
+        Ok(())
+    })
+}
+
+fn server_version(dialect: &Dialect, url: &str) -> Result<String> {
+    sqlx::any::install_default_drivers();
+    let (url, query) = (url.to_string(), dialect.version_query);
+    block_on(LIMIT, async move {
+        let mut conn = AnyConnection::connect(&url).await?;
+        Ok(sqlx::query_scalar::<_, String>(query)
+            .fetch_one(&mut conn)
+            .await?)
+    })
+}
+
+/// `postgres://u@h:p/postgres` → `postgres://u@h:p/<database>` (query string kept).
+pub fn with_database(url: &str, database: &str) -> String {
+    let (base, query) = url
+        .split_once('?')
+        .map_or((url, None), |(b, q)| (b, Some(q)));
+    let scheme_end = base.find("://").map_or(0, |i| i + 3);
+    let server = match base[scheme_end..].find('/') {
+        Some(slash) => &base[..scheme_end + slash],
+        None => base,
+    };
+    match query {
+        Some(q) => format!("{server}/{database}?{q}"),
+        None => format!("{server}/{database}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn with_database_replaces_the_path() {
+        assert_eq!(
+            with_database("postgres://u@h:1/postgres", "x"),
+            "postgres://u@h:1/x"
+        );
+        assert_eq!(with_database("postgres://u@h:1", "x"), "postgres://u@h:1/x");
+        assert_eq!(
+            with_database("mysql://root@h:1/test?ssl=false", "x"),
+            "mysql://root@h:1/x?ssl=false"
+        );
+    }
+}

@@ -30,6 +30,8 @@ pub struct BenchRequest {
     pub systems: Vec<String>,
     pub drivers: Vec<String>,
     pub seed: Option<u64>,
+    /// Paced (open-loop) rates, tasks/s, replacing the profile's.
+    pub rates: Option<Vec<f64>>,
 }
 
 /// A validated request: the profile and the cases to run.
@@ -43,7 +45,13 @@ pub struct BenchPlan {
 impl BenchPlan {
     /// Checks every name (clear errors listing valid ones) before anything is provisioned.
     pub fn new(root: &Path, request: &BenchRequest, cpus: u32) -> Result<BenchPlan> {
-        let profile = Profile::load(root, &request.profile)?;
+        let mut profile = Profile::load(root, &request.profile)?;
+        if let Some(rates) = &request.rates {
+            if let Some(bad) = rates.iter().find(|r| !(r.is_finite() && **r > 0.0)) {
+                bail!("--rates: {bad} is not a rate; give tasks per second above 0, e.g. --rates 250,500");
+            }
+            profile.throughput.paced_rates = rates.clone();
+        }
         let systems = request
             .systems
             .iter()

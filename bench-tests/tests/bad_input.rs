@@ -18,6 +18,7 @@ fn plan_error(profile: &str, scenario: &str, system: &str, driver: &str) -> Stri
         systems: vec![system.into()],
         drivers: vec![driver.into()],
         seed: None,
+        rates: None,
     };
     BenchPlan::new(&bench_tests::project_root(), &request, 2)
         .unwrap_err()

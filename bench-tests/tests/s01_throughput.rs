@@ -89,6 +89,7 @@ fn bench_writes_results_with_the_schema() {
         systems: vec!["asynctasq".into()],
         drivers: vec!["redis".into()],
         seed: Some(7),
+        rates: None,
     };
     let plan = BenchPlan::new(&h.root, &request, h.cpus()).unwrap();
     let results_root = tempfile::tempdir().unwrap();

@@ -25,6 +25,9 @@ pub struct BenchArgs {
     /// Seed for the order of cases (recorded in every result); random when omitted.
     #[arg(long)]
     seed: Option<u64>,
+    /// Paced (open-loop) rates in tasks/s, comma-separated, replacing the profile's.
+    #[arg(long, value_delimiter = ',')]
+    rates: Option<Vec<f64>>,
     /// Exit non-zero when a criterion of the profile fails.
     #[arg(long)]
     strict: bool,
@@ -41,6 +44,7 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
         systems: args.systems,
         drivers: args.drivers,
         seed: args.seed,
+        rates: args.rates,
     };
     let root = bench_tests::project_root();
     // Validate names before provisioning anything, so a typo fails in milliseconds.

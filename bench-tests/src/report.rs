@@ -278,6 +278,29 @@ pub fn charts(results: &[RunResult], summary: &Summary) -> Result<Vec<(String, S
             format!("rss-{place}.svg"),
             charts::time_series(&format!("Worker RSS over a run, {place_title}"), "MB", &rss)?,
         ));
+        let depth: Vec<Series> = keys
+            .iter()
+            .filter_map(|k| groups[*k].first().map(|r| (k, r)))
+            .filter(|(_, r)| !r.queue_depth.is_empty())
+            .map(|(k, r)| Series {
+                name: k.label(),
+                points: r
+                    .queue_depth
+                    .iter()
+                    .map(|p| (p.t_ms / 1000.0, p.depth as f64))
+                    .collect(),
+            })
+            .collect();
+        if !depth.is_empty() {
+            out.push((
+                format!("depth-{place}.svg"),
+                charts::time_series(
+                    &format!("Queue depth over a run, {place_title}"),
+                    "tasks waiting",
+                    &depth,
+                )?,
+            ));
+        }
         // Scaling: a system and pool measured at two or more concurrencies.
         let mut scaling: BTreeMap<String, Vec<(f64, f64)>> = BTreeMap::new();
         for k in keys.iter().filter(|k| k.mode != "paced") {

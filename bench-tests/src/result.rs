@@ -14,6 +14,16 @@ pub struct RunResult {
     pub environment: Environment,
     /// Worker RSS/CPU samples over the run (t_ms from worker spawn).
     pub timeseries: Vec<TimePoint>,
+    /// Tasks waiting in the run's queue, read from the broker every 250 ms while the run
+    /// waits for its tasks (t_ms from worker spawn; not on SQS).
+    #[serde(default)]
+    pub queue_depth: Vec<DepthPoint>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub struct DepthPoint {
+    pub t_ms: f64,
+    pub depth: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -5,12 +5,13 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 
+use crate::brokers::Driver;
 use crate::collector::{Collector, WaitEnd};
 use crate::harness::Harness;
 use crate::measure::{self, MeasureInput, ProducerWindow};
 use crate::mock_http::MockHttpServer;
 use crate::procs::ManagedChild;
-use crate::result::{Configuration, Environment, RunResult, TimePoint};
+use crate::result::{Configuration, DepthPoint, Environment, RunResult, TimePoint};
 use crate::sampler::Sampler;
 use crate::scenario::{Case, Mode};
 use crate::space::RunSpace;
@@ -19,6 +20,8 @@ use crate::systems::{self, System};
 /// Workers get this long to finish in-flight tasks after SIGTERM before SIGKILL.
 const WORKER_GRACE: Duration = Duration::from_secs(15);
 const LOG_TAIL_LINES: usize = 25;
+/// How often the broker's queue depth is read during a run.
+const DEPTH_INTERVAL: Duration = Duration::from_millis(250);
 
 pub struct RunRequest<'a> {
     pub case: &'a Case,
@@ -164,8 +167,18 @@ pub fn run_once(
         )?);
     }
 
+    // Queue depth over the run, read from the broker. Not on SQS: each read there is a
+    // process start (boto3), too heavy to repeat every quarter second.
+    let mut depth_series: Vec<(u64, u64)> = Vec::new();
+    let mut last_depth_read: Option<Instant> = None;
     let wait_end = collector.wait_all(deadline, req.stall, |done| {
         on_progress(done);
+        if case.driver != Driver::Sqs && last_depth_read.is_none_or(|t| t.elapsed() >= DEPTH_INTERVAL) {
+            last_depth_read = Some(Instant::now());
+            if let Ok(depth) = namespace.queue_depth(system, queue) {
+                depth_series.push((crate::clock::unix_ns(), depth));
+            }
+        }
         for worker in workers.iter_mut() {
             if let Some(status) = worker.try_exit() {
                 bail!(
@@ -288,6 +301,13 @@ pub fn run_once(
             processes: s.processes,
         })
         .collect();
+    let queue_depth = depth_series
+        .iter()
+        .map(|&(t_ns, depth)| DepthPoint {
+            t_ms: (t_ns as f64 - spawn_ns as f64) / 1e6,
+            depth,
+        })
+        .collect();
 
     let result = RunResult {
         benchmark_id: req.run_id.clone(),
@@ -323,6 +343,7 @@ pub fn run_once(
             ..h.environment.clone()
         },
         timeseries,
+        queue_depth,
     };
     Ok(RunOutput { result, histograms })
 }

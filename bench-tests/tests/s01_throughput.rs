@@ -69,6 +69,16 @@ fn throughput_completes_exactly(
         common::processes_of_run(&run_id).is_empty(),
         "no process of the run survives"
     );
+    // The broker's queue depth was sampled: in a drain it starts at N, read before the
+    // worker has taken anything, and never exceeds N.
+    let depths: Vec<u64> = out.result.queue_depth.iter().map(|p| p.depth).collect();
+    assert!(
+        !depths.is_empty() && depths.iter().all(|d| *d <= n),
+        "{depths:?}"
+    );
+    if mode == Mode::Drain {
+        assert_eq!(depths[0], n, "{depths:?}");
+    }
 }
 
 fn expected_version(system: System) -> &'static str {

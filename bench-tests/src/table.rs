@@ -41,41 +41,13 @@ fn median(mut values: Vec<f64>) -> f64 {
     }
 }
 
-/// Groups measured (non-warm-up) results by case and takes medians.
+/// Medians over each group of measured (non-warm-up) results, grouped as the summary does.
 pub fn summarize(results: &[RunResult]) -> Vec<SummaryRow> {
-    let mut keys: Vec<(String, String, String, String, String)> = Vec::new();
-    for r in results.iter().filter(|r| !r.configuration.warmup) {
-        let c = &r.configuration;
-        let key = (
-            c.system.clone(),
-            c.driver.clone(),
-            c.scenario.clone(),
-            c.variant.clone(),
-            c.mode.clone(),
-        );
-        if !keys.contains(&key) {
-            keys.push(key);
-        }
-    }
-    keys.sort();
-    keys.into_iter()
-        .map(|key| {
-            let group: Vec<&RunResult> = results
-                .iter()
-                .filter(|r| {
-                    let c = &r.configuration;
-                    !c.warmup
-                        && (&c.system, &c.driver, &c.scenario, &c.variant, &c.mode)
-                            == (&key.0, &key.1, &key.2, &key.3, &key.4)
-                })
-                .collect();
+    crate::summary::grouped(results)
+        .into_iter()
+        .map(|(key, group)| {
             let m = |f: fn(&RunResult) -> f64| median(group.iter().map(|r| f(r)).collect());
             SummaryRow {
-                system: key.0,
-                driver: key.1,
-                scenario: key.2,
-                variant: key.3,
-                mode: key.4,
                 repetitions: group.len(),
                 enqueue_per_sec: m(|r| r.metrics.enqueue_rate_per_sec),
                 tasks_per_sec: m(|r| r.metrics.throughput_tasks_per_sec),
@@ -87,6 +59,11 @@ pub fn summarize(results: &[RunResult]) -> Vec<SummaryRow> {
                 cpu_percent: m(|r| r.metrics.cpu_percent),
                 lost: group.iter().map(|r| r.metrics.lost).sum(),
                 duplicated: group.iter().map(|r| r.metrics.duplicated).sum(),
+                system: key.system,
+                driver: key.driver,
+                scenario: key.scenario,
+                variant: key.variant,
+                mode: key.mode,
             }
         })
         .collect()

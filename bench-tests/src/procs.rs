@@ -248,12 +248,7 @@ impl Drop for ManagedChild {
             .map(|g| g.contains(&self.pgid))
             .unwrap_or(false)
         {
-            signal_group(self.pgid, libc::SIGKILL);
-            self.wait_group_gone(Duration::from_secs(5));
-            LIVE_GROUPS
-                .lock()
-                .expect("process registry")
-                .remove(&self.pgid);
+            self.kill();
         }
     }
 }

@@ -134,6 +134,16 @@ pub fn metrics(input: &MeasureInput) -> (Metrics, Histograms) {
         producer_lateness_max_ms: input.producer.lateness_max_ms,
         api_calls: None,
         api_calls_per_task: None,
+        error_rate: if input.task_count == 0 {
+            0.0
+        } else {
+            (input.task_count.saturating_sub(completed) + tally.duplicates + tally.failed) as f64
+                / input.task_count as f64
+        },
+        memory_growth_mb: usage.rss_growth_mb,
+        queue_depth_max: None,
+        queue_depth_growth: None,
+        by_kind: None,
     };
     (metrics, h)
 }

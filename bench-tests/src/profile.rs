@@ -29,6 +29,8 @@ pub struct Profile {
     pub io: IoSizes,
     pub cpu: CpuSizes,
     pub coldstart: ColdstartSizes,
+    pub mixed: MixedSizes,
+    pub stress: StressSizes,
     /// Targets and claims checked against the summary (see `criteria`).
     #[serde(default)]
     pub criteria: Vec<crate::criteria::Criterion>,
@@ -89,6 +91,42 @@ pub struct ColdstartSizes {
     pub pool_sizes: Vec<u32>,
 }
 
+/// Scenario `mixed`: I/O, light CPU and heavy CPU tasks in a seeded order. I/O tasks use
+/// `io.latency_ms`, heavy ones `cpu.pbkdf2_iterations`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct MixedSizes {
+    pub task_count: u64,
+    /// Concurrency of every variant (AsyncTasQ asyncio, Celery threads and prefork).
+    pub concurrency: u32,
+    pub io_percent: u32,
+    pub light_percent: u32,
+    pub heavy_percent: u32,
+    /// Seed of the order of kinds (recorded in each result with the sequence's fingerprint).
+    pub seed: u64,
+}
+
+impl MixedSizes {
+    pub fn spec(&self) -> crate::mix::MixSpec {
+        crate::mix::MixSpec {
+            io_percent: self.io_percent,
+            light_percent: self.light_percent,
+            heavy_percent: self.heavy_percent,
+            seed: self.seed,
+        }
+    }
+}
+
+/// Scenario `stress`: bursts of growing size against a fixed pool, producer and workers
+/// running together; queue depth sampled through each step.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct StressSizes {
+    /// Tasks per step, in ramp order.
+    pub steps: Vec<u64>,
+    pub concurrency: u32,
+}
+
 impl Profile {
     /// Loads `infra/profiles/<name>.toml` under `root`.
     pub fn load(root: &Path, name: &str) -> Result<Profile> {
@@ -114,6 +152,17 @@ impl Profile {
             criterion
                 .validate()
                 .with_context(|| format!("in {}", path.display()))?;
+        }
+        profile
+            .mixed
+            .spec()
+            .validate()
+            .with_context(|| format!("in {}", path.display()))?;
+        if profile.stress.steps.is_empty() || profile.stress.steps.contains(&0) {
+            bail!(
+                "{}: stress.steps must list task counts above 0, e.g. [1000, 10000]",
+                path.display()
+            );
         }
         for mode in &profile.throughput.modes {
             crate::scenario::Mode::parse(mode).with_context(|| format!("in {}", path.display()))?;

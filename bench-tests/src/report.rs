@@ -28,6 +28,9 @@ pub struct SummaryFile {
     pub ceilings: Vec<CeilingSummary>,
     /// Runs that failed (no result file); from the bench that wrote the directory.
     pub failures: Vec<String>,
+    /// Stress ramps: each step's figures and the saturation point.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stress: Vec<crate::stress::Ramp>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -171,6 +174,7 @@ pub fn write(
         criteria: verdicts,
         ceilings: ceiling_summaries(ceilings, &summary),
         failures: failures.to_vec(),
+        stress: crate::stress::ramps(results),
     };
     std::fs::create_dir_all(dir.join("charts"))?;
     let chart_files = charts(results, &summary)?;
@@ -303,7 +307,10 @@ pub fn charts(results: &[RunResult], summary: &Summary) -> Result<Vec<(String, S
         }
         // Scaling: a system and pool measured at two or more concurrencies.
         let mut scaling: BTreeMap<String, Vec<(f64, f64)>> = BTreeMap::new();
-        for k in keys.iter().filter(|k| k.mode != "paced") {
+        for k in keys
+            .iter()
+            .filter(|k| k.mode != "paced" && k.scenario != "stress")
+        {
             if let (Some(g), Some(first)) = (
                 mean_of(summary, k, "throughput_tasks_per_sec"),
                 groups[*k].first(),
@@ -353,6 +360,46 @@ pub fn charts(results: &[RunResult], summary: &Summary) -> Result<Vec<(String, S
                     "concurrency",
                     "tasks/s",
                     &series,
+                )?,
+            ));
+        }
+        // Stress: throughput and memory growth per step of each ramp.
+        let ramps: Vec<crate::stress::Ramp> = crate::stress::ramps(
+            &keys
+                .iter()
+                .flat_map(|k| groups[*k].iter().map(|r| (*r).clone()))
+                .collect::<Vec<_>>(),
+        );
+        if !ramps.is_empty() {
+            let series = |f: fn(&crate::stress::Step) -> Option<f64>| -> Vec<Series> {
+                ramps
+                    .iter()
+                    .map(|r| Series {
+                        name: format!("{} {}", r.system, r.variant),
+                        points: r
+                            .steps
+                            .iter()
+                            .filter_map(|s| Some((s.task_count as f64, f(s)?)))
+                            .collect(),
+                    })
+                    .collect()
+            };
+            out.push((
+                format!("stress-throughput-{place}.svg"),
+                charts::lines(
+                    &format!("Throughput per ramp step, {place_title} (median)"),
+                    "tasks in the step",
+                    "tasks/s",
+                    &series(|s| Some(s.throughput_tasks_per_sec)),
+                )?,
+            ));
+            out.push((
+                format!("stress-memory-{place}.svg"),
+                charts::lines(
+                    &format!("Worker RSS growth per ramp step, {place_title} (median)"),
+                    "tasks in the step",
+                    "MB",
+                    &series(|s| s.memory_growth_mb),
                 )?,
             ));
         }
@@ -624,6 +671,11 @@ pub fn markdown(results: &[RunResult], file: &SummaryFile, chart_names: &[String
                 }
             );
         }
+        match scenario.as_str() {
+            "mixed" => mixed_section(&mut md, keys, &groups),
+            "stress" => stress_section(&mut md, &file.stress, driver),
+            _ => {}
+        }
         let place = format!("{scenario}-{driver}");
         for name in chart_names
             .iter()
@@ -738,6 +790,121 @@ pub fn markdown(results: &[RunResult], file: &SummaryFile, chart_names: &[String
         let _ = writeln!(md, "- failed: `{}`", failure.lines().next().unwrap_or(""));
     }
     md
+}
+
+/// Mixed runs: whether every system got the same sequence, and each kind's service time.
+fn mixed_section(
+    md: &mut String,
+    keys: &[&GroupKey],
+    groups: &BTreeMap<GroupKey, Vec<&RunResult>>,
+) {
+    let runs: Vec<&RunResult> = keys
+        .iter()
+        .flat_map(|k| groups[*k].iter().copied())
+        .collect();
+    let mut fingerprints: Vec<(&str, u64)> = runs
+        .iter()
+        .filter_map(|r| {
+            Some((
+                r.configuration.mix_fingerprint.as_deref()?,
+                r.configuration.task_count,
+            ))
+        })
+        .collect();
+    fingerprints.sort();
+    fingerprints.dedup();
+    let spec = runs.iter().find_map(|r| r.configuration.mix.as_ref());
+    match (fingerprints.as_slice(), spec) {
+        ([(print, count)], Some(spec)) => {
+            let _ = writeln!(
+                md,
+                "\nEvery run got the same {count} tasks in the same order: {}% I/O, {}% light CPU, {}% heavy CPU, \
+                 seed {} (sequence fingerprint `{print}`).",
+                spec.io_percent, spec.light_percent, spec.heavy_percent, spec.seed
+            );
+        }
+        _ => {
+            let _ = writeln!(
+                md,
+                "\n**The runs did not all get the same sequence** ({} fingerprints): compare with care.",
+                fingerprints.len()
+            );
+        }
+    }
+    let _ = writeln!(
+        md,
+        "\n| system | variant | kind | tasks per run | service p50 ms | service p99 ms |\n|---|---|---|---|---|---|"
+    );
+    for k in keys {
+        let runs = &groups[*k];
+        let kinds: Vec<String> = runs
+            .iter()
+            .filter_map(|r| r.metrics.by_kind.as_ref())
+            .flat_map(|m| m.keys().cloned())
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        for kind in kinds {
+            let of = |f: fn(&crate::mix::KindMetrics) -> f64| {
+                let v: Vec<f64> = runs
+                    .iter()
+                    .filter_map(|r| r.metrics.by_kind.as_ref()?.get(&kind).map(f))
+                    .collect();
+                crate::stats::median(&v)
+            };
+            let _ = writeln!(
+                md,
+                "| {} | {} | {kind} | {:.0} | {:.2} | {:.2} |",
+                k.system,
+                k.variant,
+                of(|m| m.expected as f64),
+                of(|m| m.service_p50_ms),
+                of(|m| m.service_p99_ms)
+            );
+        }
+    }
+}
+
+/// Stress ramps: each step's figures and the saturation point.
+fn stress_section(md: &mut String, ramps: &[crate::stress::Ramp], driver: &str) {
+    for ramp in ramps.iter().filter(|r| r.driver == driver) {
+        let _ = writeln!(md, "\n### Ramp: {} {}\n", ramp.system, ramp.variant);
+        let _ = writeln!(md, "| step (tasks) | n | tasks/s | enqueue/s | max depth | depth growth while sending, tasks/s (R²) | linear in | peak RSS MB | RSS growth MB | error rate |");
+        let _ = writeln!(md, "|---|---|---|---|---|---|---|---|---|---|");
+        for s in &ramp.steps {
+            let growth = match (s.depth_growth_per_sec, s.depth_growth_r2) {
+                (Some(g), Some(r2)) => format!("{g:.0} ({r2:.2})"),
+                _ => "too short to sample".into(),
+            };
+            let _ = writeln!(
+                md,
+                "| {} | {} | {:.0} | {:.0} | {} | {growth} | {}/{} | {:.1} | {} | {:.4} |",
+                s.task_count,
+                s.n,
+                s.throughput_tasks_per_sec,
+                s.enqueue_rate_per_sec,
+                s.queue_depth_max.map_or("-".into(), |d| format!("{d:.0}")),
+                s.linear_runs,
+                s.n,
+                s.memory_rss_mb,
+                s.memory_growth_mb
+                    .map_or("too short to sample".into(), |g| format!("{g:+.1}")),
+                s.error_rate
+            );
+        }
+        let _ = match ramp.saturation_step {
+            Some(step) => writeln!(
+                md,
+                "\n**Saturation point: {step} tasks** — the first step where the queue depth grew linearly \
+                 while the producer was sending (R² >= {}), i.e. tasks arrived faster than {} {} finished them.",
+                crate::depth::LINEAR_R2, ramp.system, ramp.variant
+            ),
+            None => writeln!(
+                md,
+                "\nNo saturation point in this ramp: at no step did the queue depth grow linearly while the producer was sending."
+            ),
+        };
+    }
 }
 
 /// One row per run: configuration and metrics, flat.

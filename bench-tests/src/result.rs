@@ -57,6 +57,12 @@ pub struct Configuration {
     /// CPU runs: pbkdf2 iterations per task.
     #[serde(default)]
     pub pbkdf2_iterations: Option<u64>,
+    /// Mixed runs: the shares and seed of the task kinds, and a fingerprint of the sequence
+    /// (equal fingerprints: the same tasks in the same order).
+    #[serde(default)]
+    pub mix: Option<crate::mix::MixSpec>,
+    #[serde(default)]
+    pub mix_fingerprint: Option<String>,
     /// What a reader must weigh: an emulator instead of the real service, an experimental transport.
     pub caveats: Vec<String>,
 }
@@ -116,6 +122,22 @@ pub struct Metrics {
     pub producer_lateness_p99_ms: Option<f64>,
     #[serde(default)]
     pub producer_lateness_max_ms: Option<f64>,
+    /// (lost + duplicated + failed) / task_count.
+    #[serde(default)]
+    pub error_rate: f64,
+    /// Worker RSS at the last sample of the processing window minus at its first (None:
+    /// fewer than two samples in the window).
+    #[serde(default)]
+    pub memory_growth_mb: Option<f64>,
+    /// Deepest queue read during the run (not on SQS).
+    #[serde(default)]
+    pub queue_depth_max: Option<u64>,
+    /// How the queue depth grew while the producer was sending (live and paced runs).
+    #[serde(default)]
+    pub queue_depth_growth: Option<crate::depth::Growth>,
+    /// Mixed runs: counts and service times per kind of task.
+    #[serde(default)]
+    pub by_kind: Option<BTreeMap<String, crate::mix::KindMetrics>>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

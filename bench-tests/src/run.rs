@@ -20,7 +20,8 @@ use crate::systems::{self, System};
 /// Workers get this long to finish in-flight tasks after SIGTERM before SIGKILL.
 const WORKER_GRACE: Duration = Duration::from_secs(15);
 const LOG_TAIL_LINES: usize = 25;
-/// How often the broker's queue depth is read during a run.
+/// How often the broker's queue depth is read during a run, at most (the profile's sample
+/// interval when shorter).
 const DEPTH_INTERVAL: Duration = Duration::from_millis(250);
 
 pub struct RunRequest<'a> {
@@ -77,8 +78,23 @@ pub fn run_once(
         &req.run_id,
         case.celery_prefetch_multiplier,
     );
+    // Mixed runs: the seeded sequence of kinds, read by the producer from a file.
+    let mix = case.mix.as_ref().map(|spec| spec.sequence(case.task_count));
+    let mix_file = space.dir().join("mix.txt");
+    if let Some(kinds) = &mix {
+        crate::mix::write(&mix_file, kinds)?;
+    }
+    // The tasks that make a request to the mock HTTP server: every one, or the mix's I/O ones.
+    let expected_requests = match &mix {
+        Some(kinds) => crate::mix::counts(kinds)
+            .get(&crate::mix::Kind::Io)
+            .copied()
+            .unwrap_or(0),
+        None if case.task == "io_fetch" => case.task_count,
+        None => 0,
+    };
     // I/O tasks call a mock HTTP server the harness starts for the run and counts.
-    let http = if case.task == "io_fetch" {
+    let http = if expected_requests > 0 {
         Some(MockHttpServer::start()?)
     } else {
         None
@@ -109,6 +125,9 @@ pub fn run_once(
         );
         if let Some(rate) = case.rate {
             command.args(["--rate", &rate.to_string()]);
+        }
+        if mix.is_some() {
+            command.arg("--mix").arg(&mix_file);
         }
         command
     };
@@ -171,9 +190,10 @@ pub fn run_once(
     // process start (boto3), too heavy to repeat every quarter second.
     let mut depth_series: Vec<(u64, u64)> = Vec::new();
     let mut last_depth_read: Option<Instant> = None;
+    let depth_interval = DEPTH_INTERVAL.min(req.sample_interval);
     let wait_end = collector.wait_all(deadline, req.stall, |done| {
         on_progress(done);
-        if case.driver != Driver::Sqs && last_depth_read.is_none_or(|t| t.elapsed() >= DEPTH_INTERVAL) {
+        if case.driver != Driver::Sqs && last_depth_read.is_none_or(|t| t.elapsed() >= depth_interval) {
             last_depth_read = Some(Instant::now());
             if let Ok(depth) = namespace.queue_depth(system, queue) {
                 depth_series.push((crate::clock::unix_ns(), depth));
@@ -266,13 +286,15 @@ pub fn run_once(
     if let Some(server) = &http {
         let requests = server.requests();
         metrics.http_requests = Some(requests);
-        if requests != case.task_count {
+        if requests != expected_requests {
             errors.push(format!(
-                "the mock HTTP server saw {requests} requests for {} tasks",
-                case.task_count
+                "the mock HTTP server saw {requests} requests for {expected_requests} I/O tasks"
             ));
         }
     }
+    metrics.by_kind = mix
+        .as_ref()
+        .map(|kinds| crate::mix::by_kind(kinds, &tally.records));
     match namespace.api_calls(queue) {
         Ok(Some(calls)) => {
             metrics.api_calls_per_task =
@@ -301,13 +323,24 @@ pub fn run_once(
             processes: s.processes,
         })
         .collect();
-    let queue_depth = depth_series
+    let since_spawn_ms = |t_ns: u64| (t_ns as f64 - spawn_ns as f64) / 1e6;
+    let queue_depth: Vec<DepthPoint> = depth_series
         .iter()
         .map(|&(t_ns, depth)| DepthPoint {
-            t_ms: (t_ns as f64 - spawn_ns as f64) / 1e6,
+            t_ms: since_spawn_ms(t_ns),
             depth,
         })
         .collect();
+    metrics.queue_depth_max = crate::depth::max_depth(&queue_depth);
+    if case.mode != Mode::Drain {
+        let window = input.producer;
+        metrics.queue_depth_growth = crate::depth::growth(
+            &queue_depth,
+            since_spawn_ms(window.enqueue_start_ns),
+            since_spawn_ms(window.enqueue_end_ns),
+            case.task_count,
+        );
+    }
 
     let result = RunResult {
         benchmark_id: req.run_id.clone(),
@@ -335,6 +368,8 @@ pub fn run_once(
             caveats: systems::caveats(system, namespace),
             http_latency_ms: case.http_latency_ms,
             pbkdf2_iterations: case.pbkdf2_iterations,
+            mix: case.mix.clone(),
+            mix_fingerprint: mix.as_deref().map(crate::mix::fingerprint),
         },
         metrics,
         errors,

@@ -95,6 +95,9 @@ pub struct Usage {
     /// CPU time over wall time in the window; 100 = one core busy.
     pub cpu_percent: f64,
     pub peak_processes: u32,
+    /// RSS at the window's last sample minus its first: what the run left allocated
+    /// (None: fewer than two samples inside the window).
+    pub rss_growth_mb: Option<f64>,
 }
 
 pub fn usage(samples: &[Sample], from_ns: u64, to_ns: u64) -> Usage {
@@ -104,7 +107,7 @@ pub fn usage(samples: &[Sample], from_ns: u64, to_ns: u64) -> Usage {
         .collect();
     // Short windows may hold no sample: fall back to all samples.
     let window: Vec<&Sample> = if inside.len() >= 2 {
-        inside
+        inside.clone()
     } else {
         samples.iter().collect()
     };
@@ -122,7 +125,12 @@ pub fn usage(samples: &[Sample], from_ns: u64, to_ns: u64) -> Usage {
         }
         _ => 0.0,
     };
+    let growth = match inside.as_slice() {
+        [first, .., last] => Some(mb(last.rss_bytes) - mb(first.rss_bytes)),
+        _ => None,
+    };
     Usage {
+        rss_growth_mb: growth,
         peak_rss_mb: mb(peak),
         steady_rss_mb: mb(steady),
         cpu_percent,

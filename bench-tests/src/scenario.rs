@@ -7,9 +7,15 @@ use crate::brokers::Driver;
 use crate::profile::Profile;
 use crate::systems::{System, Variant};
 
-pub const NAMES: [&str; 5] = ["throughput", "drivers", "io", "cpu", "coldstart"];
-/// Scenarios of the design that are not implemented yet.
-pub const PLANNED: [&str; 2] = ["mixed", "stress"];
+pub const NAMES: [&str; 7] = [
+    "throughput",
+    "drivers",
+    "io",
+    "cpu",
+    "mixed",
+    "stress",
+    "coldstart",
+];
 
 /// The brokers a scenario runs on when the user names none.
 pub fn default_drivers(scenario: &str) -> Vec<Driver> {
@@ -23,12 +29,6 @@ pub fn default_drivers(scenario: &str) -> Vec<Driver> {
 pub fn check_name(name: &str) -> Result<&'static str> {
     if let Some(known) = NAMES.iter().find(|n| **n == name) {
         return Ok(known);
-    }
-    if PLANNED.contains(&name) {
-        bail!(
-            "scenario '{name}' is not implemented yet (planned); valid scenarios: {}",
-            NAMES.join(", ")
-        );
     }
     bail!(
         "unknown scenario '{name}'; valid scenarios: {}",
@@ -91,6 +91,8 @@ pub struct Case {
     pub http_latency_ms: Option<u64>,
     /// CPU tasks: pbkdf2 iterations per task.
     pub pbkdf2_iterations: Option<u64>,
+    /// Mixed workload (`task` = "mixed"): the shares of each kind and the seed of their order.
+    pub mix: Option<crate::mix::MixSpec>,
 }
 
 impl Case {
@@ -116,11 +118,13 @@ impl Case {
             rate: None,
             http_latency_ms: None,
             pbkdf2_iterations: None,
+            mix: None,
         }
     }
 
-    /// The variant, plus Celery's prefetch multiplier when it is not Celery's default (4)
-    /// and the rate of a paced run (e.g. `threads-c10-pf1`, `asyncio-c10-at500`).
+    /// The variant, plus Celery's prefetch multiplier when it is not Celery's default (4),
+    /// the rate of a paced run and the step size of a stress run (e.g. `threads-c10-pf1`,
+    /// `asyncio-c10-at500`, `asyncio-c20-n10000`).
     pub fn variant_label(&self) -> String {
         let prefetch = match self.variant.system {
             System::Celery if self.celery_prefetch_multiplier != CELERY_DEFAULT_PREFETCH => {
@@ -129,7 +133,12 @@ impl Case {
             _ => String::new(),
         };
         let rate = self.rate.map_or(String::new(), |r| format!("-at{r}"));
-        format!("{}{prefetch}{rate}", self.variant.label())
+        let step = if self.scenario == "stress" {
+            format!("-n{}", self.task_count)
+        } else {
+            String::new()
+        };
+        format!("{}{prefetch}{rate}{step}", self.variant.label())
     }
 
     /// e.g. `asynctasq-redis-throughput-asyncio-c10-drain`.
@@ -169,6 +178,8 @@ pub fn cases(profile: &Profile, scenario: &str, driver: Driver, cpus: u32) -> Re
         "io" => return Ok(io_cases(profile, driver)),
         "cpu" => return Ok(cpu_cases(profile, driver, cpus)),
         "coldstart" => return Ok(coldstart_cases(profile, driver)),
+        "mixed" => return Ok(mixed_cases(profile, driver)),
+        "stress" => return Ok(stress_cases(profile, driver)),
         _ => {}
     }
     let sizes = &profile.throughput;
@@ -245,6 +256,46 @@ fn cpu_cases(profile: &Profile, driver: Driver, cpus: u32) -> Vec<Case> {
     .collect()
 }
 
+/// Scenario 4: I/O, light and heavy CPU tasks in one seeded order, drained by AsyncTasQ
+/// (asyncio), Celery threads and Celery prefork at the same concurrency.
+fn mixed_cases(profile: &Profile, driver: Driver) -> Vec<Case> {
+    let sizes = &profile.mixed;
+    ["asyncio", "threads", "prefork"]
+        .into_iter()
+        .map(|pool| {
+            let system = if pool == "asyncio" {
+                System::Asynctasq
+            } else {
+                System::Celery
+            };
+            let variant = Variant::new(system, pool, sizes.concurrency);
+            let mut case = Case::new("mixed", driver, variant, "mixed", sizes.task_count, profile);
+            case.http_latency_ms = Some(profile.io.latency_ms);
+            case.pbkdf2_iterations = Some(profile.cpu.pbkdf2_iterations);
+            case.mix = Some(sizes.spec());
+            case
+        })
+        .collect()
+}
+
+/// Scenario 6: a burst of each step's size while the worker runs (live), AsyncTasQ and
+/// Celery threads at the same fixed concurrency; queue depth is read through each step.
+fn stress_cases(profile: &Profile, driver: Driver) -> Vec<Case> {
+    let sizes = &profile.stress;
+    let mut cases = Vec::new();
+    for &step in &sizes.steps {
+        for variant in [
+            Variant::new(System::Asynctasq, "asyncio", sizes.concurrency),
+            Variant::new(System::Celery, "threads", sizes.concurrency),
+        ] {
+            let mut case = Case::new("stress", driver, variant, "noop", step, profile);
+            case.mode = Mode::Live;
+            cases.push(case);
+        }
+    }
+    cases
+}
+
 /// Scenario 8: one task waiting before the worker starts; time from spawning the worker
 /// to that task's end, per pool size.
 fn coldstart_cases(profile: &Profile, driver: Driver) -> Vec<Case> {
@@ -305,12 +356,25 @@ mod tests {
     fn unknown_scenario_lists_valid_ones() {
         assert_eq!(
             check_name("latency").unwrap_err().to_string(),
-            "unknown scenario 'latency'; valid scenarios: throughput, drivers, io, cpu, coldstart"
+            "unknown scenario 'latency'; valid scenarios: throughput, drivers, io, cpu, mixed, stress, coldstart"
         );
-        assert!(check_name("stress")
-            .unwrap_err()
-            .to_string()
-            .contains("not implemented yet"));
+    }
+
+    #[test]
+    fn stress_steps_are_distinct_groups_and_mixed_shares_one_sequence() {
+        let profile = Profile::load(&crate::project_root(), "ci").unwrap();
+        let stress = cases(&profile, "stress", Driver::Redis, 2).unwrap();
+        assert_eq!(stress.len(), profile.stress.steps.len() * 2);
+        let labels: Vec<String> = stress.iter().map(Case::label).collect();
+        assert!(
+            labels.contains(&"asynctasq-redis-stress-asyncio-c20-n500-live".to_string()),
+            "{labels:?}"
+        );
+        let mixed = cases(&profile, "mixed", Driver::Redis, 2).unwrap();
+        assert_eq!(mixed.len(), 3);
+        assert!(mixed
+            .iter()
+            .all(|c| c.mix == mixed[0].mix && c.mix.is_some()));
     }
 
     #[test]

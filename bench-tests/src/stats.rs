@@ -224,7 +224,11 @@ fn percentile_sorted(sorted: &[f64], q: f64) -> f64 {
     sorted[lo] + frac * (sorted[hi] - sorted[lo])
 }
 
-fn median(values: &[f64]) -> f64 {
+/// The median (midpoint of the two middle values for an even count); NaN when empty.
+pub fn median(values: &[f64]) -> f64 {
+    if values.is_empty() {
+        return f64::NAN;
+    }
     percentile_sorted(&sorted_copy(values), 50.0)
 }
 

@@ -30,8 +30,28 @@ pub struct BenchRequest {
     pub systems: Vec<String>,
     pub drivers: Vec<String>,
     pub seed: Option<u64>,
-    /// Paced (open-loop) rates, tasks/s, replacing the profile's.
+    /// Paced (open-loop) rates, tasks/s, replacing the profile's; an empty list searches
+    /// each system's highest sustainable rate instead (`--rates auto`).
     pub rates: Option<Vec<f64>>,
+    /// Measured and warm-up repetitions, replacing the profile's.
+    pub repetitions: Option<u32>,
+    pub warmup: Option<u32>,
+}
+
+/// `--rates`: `auto` (an empty list: search) or tasks per second, comma-separated.
+pub fn parse_rates(text: &str) -> Result<Vec<f64>> {
+    if text.trim() == "auto" {
+        return Ok(Vec::new());
+    }
+    text.split(',')
+        .map(|part| {
+            part.trim().parse::<f64>().map_err(|_| {
+                anyhow::anyhow!(
+                    "--rates: '{part}' is not a number; give tasks per second, e.g. --rates 250,500, or --rates auto"
+                )
+            })
+        })
+        .collect()
 }
 
 /// A validated request: the profile and the cases to run.
@@ -39,6 +59,8 @@ pub struct BenchRequest {
 pub struct BenchPlan {
     pub profile: Profile,
     pub cases: Vec<Case>,
+    /// Paced cases whose rates are searched before the repetitions (`sweep`).
+    pub sweeps: Vec<Case>,
     pub seed: u64,
 }
 
@@ -46,9 +68,18 @@ impl BenchPlan {
     /// Checks every name (clear errors listing valid ones) before anything is provisioned.
     pub fn new(root: &Path, request: &BenchRequest, cpus: u32) -> Result<BenchPlan> {
         let mut profile = Profile::load(root, &request.profile)?;
+        if let Some(repetitions) = request.repetitions {
+            if repetitions == 0 {
+                bail!("--repetitions must be at least 1");
+            }
+            profile.repetitions = repetitions;
+        }
+        if let Some(warmup) = request.warmup {
+            profile.warmup = warmup;
+        }
         if let Some(rates) = &request.rates {
             if let Some(bad) = rates.iter().find(|r| !(r.is_finite() && **r > 0.0)) {
-                bail!("--rates: {bad} is not a rate; give tasks per second above 0, e.g. --rates 250,500");
+                bail!("--rates: {bad} is not a rate; give tasks per second above 0, e.g. --rates 250,500, or --rates auto");
             }
             profile.throughput.paced_rates = rates.clone();
         }
@@ -71,18 +102,27 @@ impl BenchPlan {
                 .collect::<Result<Vec<_>>>()?,
         };
         let mut cases = Vec::new();
+        let mut sweeps = Vec::new();
         for name in scenarios {
             let drivers = if chosen_drivers.is_empty() {
                 scenario::default_drivers(name)
             } else {
                 chosen_drivers.clone()
             };
+            let chosen = |c: &Case| systems.is_empty() || systems.contains(&c.variant.system);
             for driver in drivers {
                 cases.extend(
                     scenario::cases(&profile, name, driver, cpus)?
                         .into_iter()
-                        .filter(|c| systems.is_empty() || systems.contains(&c.variant.system)),
+                        .filter(chosen),
                 );
+                if name == "throughput" && profile.throughput.paced_rates.is_empty() {
+                    sweeps.extend(
+                        scenario::paced_templates(&profile, driver, cpus)
+                            .into_iter()
+                            .filter(chosen),
+                    );
+                }
             }
         }
         if cases.is_empty() {
@@ -95,6 +135,7 @@ impl BenchPlan {
         Ok(BenchPlan {
             profile,
             cases,
+            sweeps,
             seed,
         })
     }
@@ -120,6 +161,7 @@ impl BenchPlan {
         drivers
     }
 
+    /// Runs of the repetitions (the rate searches come on top).
     pub fn total_runs(&self) -> u64 {
         self.cases.len() as u64 * u64::from(self.profile.warmup + self.profile.repetitions)
     }
@@ -152,6 +194,18 @@ pub fn execute(h: &Harness, plan: &BenchPlan, results_root: &Path) -> Result<Ben
     let mut results = Vec::new();
     let mut failures = Vec::new();
     let rounds = plan.profile.warmup + plan.profile.repetitions;
+    let mut cases = plan.cases.clone();
+    for template in &plan.sweeps {
+        cases.extend(search_rates(
+            h,
+            plan,
+            template,
+            &run_dir,
+            &bar,
+            &mut failures,
+        )?);
+    }
+    bar.set_length(cases.len() as u64 * u64::from(rounds));
     for round in 0..rounds {
         let warmup = round < plan.profile.warmup;
         let repetition = if warmup {
@@ -159,7 +213,7 @@ pub fn execute(h: &Harness, plan: &BenchPlan, results_root: &Path) -> Result<Ben
         } else {
             round - plan.profile.warmup
         };
-        let mut order: Vec<&Case> = plan.cases.iter().collect();
+        let mut order: Vec<&Case> = cases.iter().collect();
         order.shuffle(&mut rand::rngs::StdRng::seed_from_u64(
             plan.seed.wrapping_add(u64::from(round)),
         ));
@@ -244,6 +298,60 @@ pub fn execute(h: &Harness, plan: &BenchPlan, results_root: &Path) -> Result<Ben
         failures,
         summary,
     })
+}
+
+/// Finds `template`'s highest sustainable rate (its runs go to `runs/warmup/`, the search
+/// to `sweeps/`) and returns the paced cases at the profile's fractions of it.
+fn search_rates(
+    h: &Harness,
+    plan: &BenchPlan,
+    template: &Case,
+    run_dir: &RunDir,
+    bar: &ProgressBar,
+    failures: &mut Vec<String>,
+) -> Result<Vec<Case>> {
+    let label = format!(
+        "{} {} rate search",
+        template.variant.system,
+        template.variant.label()
+    );
+    bar.set_message(label.clone());
+    let mut written = Ok(());
+    let mut on_run = |what: &str, result: &RunResult| {
+        say(
+            bar,
+            format!(
+                "{label}, {what}: {:.0} tasks/s, p99 {:.1} ms",
+                result.metrics.throughput_tasks_per_sec, result.metrics.latency_p99_ms
+            ),
+        );
+        if written.is_ok() {
+            written = run_dir.write_run(result).map(|_| ());
+        }
+    };
+    match crate::sweep::find_max(h, template, &plan.profile, &mut on_run) {
+        Ok(outcome) => {
+            written?;
+            run_dir.write_sweep(&outcome)?;
+            say(
+                bar,
+                format!(
+                    "{label}: highest sustainable rate {:.0} tasks/s; measuring at {:?}",
+                    outcome.max_sustainable_rate, outcome.rates
+                ),
+            );
+            Ok(outcome
+                .rates
+                .iter()
+                .map(|&rate| crate::sweep::paced_case(template, rate, &plan.profile))
+                .collect())
+        }
+        Err(e) => {
+            say(bar, format!("{label}: FAILED: {e:#}"));
+            failures.push(format!("{label}: {e:#}"));
+            Ok(Vec::new())
+        }
+    }
 }
 
 /// The broker's own ceiling, once per measured repetition, for every broker the drivers

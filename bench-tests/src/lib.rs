@@ -31,6 +31,7 @@ pub mod space;
 pub mod stats;
 pub mod stress;
 pub mod summary;
+pub mod sweep;
 pub mod systems;
 pub mod table;
 

@@ -48,6 +48,18 @@ impl RunDir {
         Ok(())
     }
 
+    /// One automatic rate search (`sweeps/<system>-<driver>-<variant>.json`).
+    pub fn write_sweep(&self, sweep: &crate::sweep::SweepOutcome) -> Result<()> {
+        let dir = self.path.join("sweeps");
+        std::fs::create_dir_all(&dir)?;
+        let file = dir.join(format!(
+            "{}-{}-{}.json",
+            sweep.system, sweep.driver, sweep.variant
+        ));
+        std::fs::write(file, serde_json::to_string_pretty(sweep)? + "\n")?;
+        Ok(())
+    }
+
     /// End-to-end latency distribution in HdrHistogram's percentile format (values in ms).
     pub fn write_histogram(&self, name: &str, histogram: &Histogram<u64>) -> Result<()> {
         let file = self.path.join("histograms").join(format!("{name}.hgrm"));

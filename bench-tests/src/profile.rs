@@ -62,9 +62,12 @@ pub struct ThroughputSizes {
     pub celery_prefetch_multiplier: u32,
     /// AsyncTasQ producer: dispatches awaited together with asyncio.gather (1 = one at a time).
     pub producer_batch: u32,
-    /// Open-loop runs: tasks per second, each for `paced_seconds`.
+    /// Open-loop runs: tasks per second, each for `paced_seconds`. Empty: search each
+    /// system's highest sustainable rate and measure at `paced_fractions` of it (`sweep`).
     pub paced_rates: Vec<f64>,
     pub paced_seconds: f64,
+    /// Automatic sweep: the fractions of the highest sustainable rate to measure.
+    pub paced_fractions: Vec<f64>,
 }
 
 /// Scenario `io`: one HTTP GET per task with injected latency.
@@ -161,6 +164,17 @@ impl Profile {
         if profile.stress.steps.is_empty() || profile.stress.steps.contains(&0) {
             bail!(
                 "{}: stress.steps must list task counts above 0, e.g. [1000, 10000]",
+                path.display()
+            );
+        }
+        if let Some(bad) = profile
+            .throughput
+            .paced_fractions
+            .iter()
+            .find(|f| !(**f > 0.0 && **f <= 1.0))
+        {
+            bail!(
+                "{}: throughput.paced_fractions holds {bad}; give fractions in (0, 1], e.g. [0.1, 0.5, 1.0]",
                 path.display()
             );
         }

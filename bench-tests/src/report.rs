@@ -31,6 +31,9 @@ pub struct SummaryFile {
     /// Stress ramps: each step's figures and the saturation point.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub stress: Vec<crate::stress::Ramp>,
+    /// Automatic rate searches: probes and the highest sustainable rate per system.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sweeps: Vec<crate::sweep::SweepOutcome>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -51,6 +54,25 @@ pub struct CeilingSummary {
 /// The `summary.json` a directory already has, if readable.
 pub fn read_summary(dir: &Path) -> Option<SummaryFile> {
     serde_json::from_str(&std::fs::read_to_string(dir.join("summary.json")).ok()?).ok()
+}
+
+/// Reads `dir/sweeps/*.json` (none when the paced rates were given, not searched).
+pub fn load_sweeps(dir: &Path) -> Result<Vec<crate::sweep::SweepOutcome>> {
+    let Ok(entries) = std::fs::read_dir(dir.join("sweeps")) else {
+        return Ok(Vec::new());
+    };
+    let mut sweeps = Vec::new();
+    for entry in entries {
+        let path = entry?.path();
+        let text = std::fs::read_to_string(&path)?;
+        sweeps.push(
+            serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?,
+        );
+    }
+    sweeps.sort_by(|a: &crate::sweep::SweepOutcome, b| {
+        (&a.driver, &a.system, &a.variant).cmp(&(&b.driver, &b.system, &b.variant))
+    });
+    Ok(sweeps)
 }
 
 /// Reads `dir/ceilings/*.json` (none when the drivers scenario did not run).
@@ -175,6 +197,7 @@ pub fn write(
         ceilings: ceiling_summaries(ceilings, &summary),
         failures: failures.to_vec(),
         stress: crate::stress::ramps(results),
+        sweeps: load_sweeps(dir)?,
     };
     std::fs::create_dir_all(dir.join("charts"))?;
     let chart_files = charts(results, &summary)?;
@@ -674,6 +697,7 @@ pub fn markdown(results: &[RunResult], file: &SummaryFile, chart_names: &[String
         match scenario.as_str() {
             "mixed" => mixed_section(&mut md, keys, &groups),
             "stress" => stress_section(&mut md, &file.stress, driver),
+            "throughput" => sweep_section(&mut md, &file.sweeps, driver),
             _ => {}
         }
         let place = format!("{scenario}-{driver}");
@@ -862,6 +886,39 @@ fn mixed_section(
                 of(|m| m.service_p99_ms)
             );
         }
+    }
+}
+
+/// Automatic rate searches: how each system's highest sustainable rate was found.
+fn sweep_section(md: &mut String, sweeps: &[crate::sweep::SweepOutcome], driver: &str) {
+    for sweep in sweeps.iter().filter(|s| s.driver == driver) {
+        let probes: Vec<String> = sweep
+            .probes
+            .iter()
+            .map(|p| {
+                if p.sustainable {
+                    format!("{:.0}/s sustained (p99 {:.1} ms)", p.rate, p.latency_p99_ms)
+                } else {
+                    format!("{:.0}/s not sustained ({})", p.rate, p.why)
+                }
+            })
+            .collect();
+        let _ = writeln!(
+            md,
+            "\n**{} {}: highest sustainable rate {:.0} tasks/s** (unpaced live estimate {:.0}/s; probes: {}). \
+             Measured at {}.",
+            sweep.system,
+            sweep.variant,
+            sweep.max_sustainable_rate,
+            sweep.live_estimate,
+            probes.join("; "),
+            sweep
+                .rates
+                .iter()
+                .map(|r| format!("{r:.0}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
     }
 }
 

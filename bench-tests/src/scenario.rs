@@ -198,20 +198,34 @@ pub fn cases(profile: &Profile, scenario: &str, driver: Driver, cpus: u32) -> Re
             cases.push(case);
         }
     }
-    // Open-loop latency: one variant per system at the same concurrency, at each rate.
-    for variant in throughput_variants(profile, cpus)
-        .into_iter()
-        .filter(|v| matches!(v.pool.as_str(), "asyncio" | "threads"))
-    {
+    // Open-loop latency at the profile's rates (none listed: `sweep` finds them).
+    for template in paced_templates(profile, driver, cpus) {
         for &rate in &sizes.paced_rates {
-            let count = (rate * sizes.paced_seconds).round().max(1.0) as u64;
-            let mut case = Case::new(scenario, driver, variant.clone(), "noop", count, profile);
-            case.mode = Mode::Paced;
-            case.rate = Some(rate);
-            cases.push(case);
+            cases.push(crate::sweep::paced_case(&template, rate, profile));
         }
     }
     Ok(cases)
+}
+
+/// The open-loop cases before a rate is chosen: one variant per system at the same
+/// concurrency (AsyncTasQ asyncio, Celery threads).
+pub fn paced_templates(profile: &Profile, driver: Driver, cpus: u32) -> Vec<Case> {
+    throughput_variants(profile, cpus)
+        .into_iter()
+        .filter(|v| matches!(v.pool.as_str(), "asyncio" | "threads"))
+        .map(|variant| {
+            let mut case = Case::new(
+                "throughput",
+                driver,
+                variant,
+                "noop",
+                profile.throughput.task_count,
+                profile,
+            );
+            case.mode = Mode::Paced;
+            case
+        })
+        .collect()
 }
 
 /// Scenario 2: one HTTP GET per task with injected latency, at several concurrencies;

@@ -19,6 +19,7 @@ fn plan_error(profile: &str, scenario: &str, system: &str, driver: &str) -> Stri
         drivers: vec![driver.into()],
         seed: None,
         rates: None,
+        ..Default::default()
     };
     BenchPlan::new(&bench_tests::project_root(), &request, 2)
         .unwrap_err()
@@ -38,7 +39,7 @@ fn plan_error(profile: &str, scenario: &str, system: &str, driver: &str) -> Stri
     "warp",
     "celery",
     "redis",
-    "unknown scenario 'warp'; valid scenarios: throughput, drivers, io, cpu, coldstart"
+    "unknown scenario 'warp'; valid scenarios: throughput, drivers, io, cpu, mixed, stress, coldstart"
 )]
 #[case::system(
     "ci",
@@ -154,5 +155,24 @@ fn run_timeout_fails_and_leaves_no_process() {
     assert!(
         survivors.is_empty(),
         "processes of the run still alive: {survivors:?}"
+    );
+}
+
+#[test]
+fn rates_are_numbers_or_auto() {
+    assert_eq!(
+        bench_tests::bench::parse_rates("auto").unwrap(),
+        Vec::<f64>::new()
+    );
+    assert_eq!(
+        bench_tests::bench::parse_rates("250, 500").unwrap(),
+        vec![250.0, 500.0]
+    );
+    let err = bench_tests::bench::parse_rates("250,fast")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("'fast' is not a number") && err.contains("--rates auto"),
+        "{err}"
     );
 }

@@ -100,6 +100,7 @@ fn bench_writes_results_with_the_schema() {
         drivers: vec!["redis".into()],
         seed: Some(7),
         rates: None,
+        ..Default::default()
     };
     let plan = BenchPlan::new(&h.root, &request, h.cpus()).unwrap();
     let results_root = tempfile::tempdir().unwrap();
@@ -296,4 +297,60 @@ fn paced_mode_holds_its_rate(#[case] system: System, #[case] pool: &str) {
         m.producer_lateness_p99_ms
     );
     assert_eq!(m.paced_target_rate, Some(rate));
+}
+
+/// The automatic sweep: the search starts from an unpaced live run, brackets the highest
+/// rate a paced probe keeps up with, and hands back rates at the profile's fractions of it.
+#[rstest]
+#[case::asynctasq(System::Asynctasq)]
+#[case::celery(System::Celery)]
+fn rate_search_finds_a_sustainable_maximum(#[case] system: System) {
+    let profile = common::ci_profile();
+    let h = common::harness();
+    let template = bench_tests::scenario::paced_templates(
+        &profile,
+        bench_tests::brokers::Driver::Redis,
+        h.cpus(),
+    )
+    .into_iter()
+    .find(|c| c.variant.system == system)
+    .expect("a paced template");
+    let _shared = bench::measurement_lock(false, std::time::Duration::from_secs(1800)).unwrap();
+    let mut runs = Vec::new();
+    let outcome = bench_tests::sweep::find_max(h, &template, &profile, &mut |what, r| {
+        runs.push((
+            what.to_string(),
+            r.benchmark_id.clone(),
+            r.metrics.completed,
+        ))
+    })
+    .unwrap();
+    eprintln!("{outcome:#?}");
+    for (what, run_id, completed) in &runs {
+        assert!(*completed > 0, "{what}");
+        assert!(common::processes_of_run(run_id).is_empty(), "{what}");
+    }
+    assert_eq!(
+        runs.len(),
+        outcome.probes.len() + 1,
+        "the live estimate, then the probes"
+    );
+    let best = outcome.max_sustainable_rate;
+    assert!(best > 0.0);
+    // The maximum is a probe that was sustained, bracketed by a higher one that was not;
+    // every probe above it failed with a reason.
+    assert!(
+        outcome.probes.iter().any(|p| p.rate > best),
+        "bracketed from above"
+    );
+    assert!(outcome
+        .probes
+        .iter()
+        .any(|p| p.rate == best && p.sustainable));
+    for p in outcome.probes.iter().filter(|p| p.rate > best) {
+        assert!(!p.sustainable && !p.why.is_empty(), "{p:?}");
+    }
+    let expected = bench_tests::sweep::rates_at(best, &profile.throughput.paced_fractions);
+    assert_eq!(outcome.rates, expected);
+    assert_eq!(outcome.rates.last(), Some(&best));
 }

@@ -25,9 +25,16 @@ pub struct BenchArgs {
     /// Seed for the order of cases (recorded in every result); random when omitted.
     #[arg(long)]
     seed: Option<u64>,
-    /// Paced (open-loop) rates in tasks/s, comma-separated, replacing the profile's.
-    #[arg(long, value_delimiter = ',')]
-    rates: Option<Vec<f64>>,
+    /// Paced (open-loop) rates in tasks/s, comma-separated, replacing the profile's; `auto`
+    /// finds each system's highest sustainable rate and measures at fractions of it.
+    #[arg(long)]
+    rates: Option<String>,
+    /// Measured repetitions per case, replacing the profile's.
+    #[arg(long)]
+    repetitions: Option<u32>,
+    /// Discarded warm-up repetitions, replacing the profile's.
+    #[arg(long)]
+    warmup: Option<u32>,
     /// Exit non-zero when a criterion of the profile fails.
     #[arg(long)]
     strict: bool,
@@ -44,7 +51,9 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
         systems: args.systems,
         drivers: args.drivers,
         seed: args.seed,
-        rates: args.rates,
+        rates: args.rates.as_deref().map(bench::parse_rates).transpose()?,
+        repetitions: args.repetitions,
+        warmup: args.warmup,
     };
     let root = bench_tests::project_root();
     // Validate names before provisioning anything, so a typo fails in milliseconds.

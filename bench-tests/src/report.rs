@@ -498,6 +498,17 @@ fn fmt_ci(g: &Group) -> String {
     }
 }
 
+/// Whether a comparison belongs in the executive summary: between systems at the same
+/// concurrency (and stress step), or between each system's standard pools (throughput, drivers). Paced pairs
+/// differ in rate and are read from the latency-vs-rate chart instead.
+fn headline(c: &summary::Comparison) -> bool {
+    // Everything after the pool: concurrency, and the step of a stress run.
+    let sizes = |variant: &str| variant.split_once('-').map(|(_, rest)| rest.to_string());
+    c.mode != "paced"
+        && (matches!(c.scenario.as_str(), "throughput" | "drivers")
+            || sizes(&c.variant_a) == sizes(&c.variant_b))
+}
+
 /// The Markdown report.
 pub fn markdown(results: &[RunResult], file: &SummaryFile, chart_names: &[String]) -> String {
     let mut md = String::new();
@@ -510,7 +521,7 @@ pub fn markdown(results: &[RunResult], file: &SummaryFile, chart_names: &[String
     for c in file
         .comparisons
         .iter()
-        .filter(|c| c.metric == "throughput_tasks_per_sec" && c.a != c.b)
+        .filter(|c| c.metric == "throughput_tasks_per_sec" && c.a != c.b && headline(c))
     {
         let _ = writeln!(
             md,

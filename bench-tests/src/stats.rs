@@ -125,6 +125,11 @@ pub struct Compare {
     pub verdict: String,
 }
 
+/// Below this many runs on a side, a non-significant result says little: without ties,
+/// Mann-Whitney (normal approximation, continuity correction) cannot go below p = 0.081
+/// with 3 vs 3, so the verdict says the runs were too few rather than "no difference".
+pub const MIN_RUNS_FOR_SIGNIFICANCE: usize = 4;
+
 /// Compares A against B.
 ///
 /// `higher_is_better` says which direction wins (true for throughput, false for latency or
@@ -132,7 +137,8 @@ pub struct Compare {
 /// tests are significant the verdict names the winner and gives
 /// `median(winner) / median(loser)` and the larger of the two p-values:
 /// `"asynctasq faster than celery (2.31x, p=0.004)"`. Otherwise it reads
-/// `"no significant difference (p=…)"` with the larger p-value. With fewer than two
+/// `"no significant difference (p=…)"` with the larger p-value, or, with fewer than
+/// `MIN_RUNS_FOR_SIGNIFICANCE` runs on a side, `"too few runs to call (ratio …)"`. With fewer than two
 /// repetitions on either side the p-values and Cohen's d are NaN and the verdict is
 /// `"not enough repetitions (n=… vs …)"`; the ratio and its CI are still computed when both
 /// sides are non-empty. With `resamples == 0` the ratio CI is NaN.
@@ -193,6 +199,8 @@ pub fn compare(
     } else if significant && b_better {
         let inv = 1.0 / ratio;
         format!("{label_b} {word} than {label_a} ({inv:.2}x, p={p:.3})")
+    } else if na.min(nb) < MIN_RUNS_FOR_SIGNIFICANCE {
+        format!("too few runs to call ({na} vs {nb}; ratio {ratio:.2}x, p={p:.3})")
     } else {
         format!("no significant difference (p={p:.3})")
     };
@@ -587,7 +595,10 @@ mod tests {
         assert_eq!(c.cohens_d, 0.0);
         assert_eq!(c.ratio, 1.0);
         assert_eq!((c.ratio_ci95_low, c.ratio_ci95_high), (1.0, 1.0));
-        assert_eq!(c.verdict, "no significant difference (p=1.000)");
+        assert_eq!(
+            c.verdict,
+            "too few runs to call (3 vs 2; ratio 1.00x, p=1.000)"
+        );
     }
 
     #[test]

@@ -9,19 +9,9 @@ use rstest::rstest;
 #[rstest]
 fn every_kind_runs_exactly_and_does_its_work(#[values(0, 1, 2)] index: usize) {
     let case = common::scenario_cases("mixed").remove(index);
-    let (run_id, out) = common::run_ci(&case);
-    assert!(
-        common::processes_of_run(&run_id).is_empty(),
-        "no process of the run survives"
-    );
+    let out = common::run_ci(&case);
     let m = &out.result.metrics;
-    assert_eq!(
-        (m.completed, m.lost, m.duplicated, m.failed),
-        (case.task_count, 0, 0, 0),
-        "{}: a failure is a bad digest, a bad JSON check or a bad HTTP answer",
-        case.label()
-    );
-    assert!(out.result.errors.is_empty(), "{:?}", out.result.errors);
+    common::assert_exact(&case, &out);
 
     // The same sequence the harness generated from the profile's seed, whatever the system.
     let kinds = case.mix.as_ref().unwrap().sequence(case.task_count);

@@ -75,24 +75,43 @@ pub fn request<'a>(case: &'a Case, profile: &'a Profile) -> RunRequest<'a> {
 }
 
 /// Runs `case` once with the ci profile's bounds (beside other correctness tests, never
-/// beside a measuring bench), panicking with the case and the error if it fails; returns
-/// the run id and the output.
-pub fn run_ci(case: &Case) -> (String, bench_tests::run::RunOutput) {
-    let (run_id, out) = try_run_ci(case);
-    (
-        run_id,
-        out.unwrap_or_else(|e| panic!("{}: {e:#}", case.label())),
-    )
+/// beside a measuring bench), panicking with the case and the error if it fails, or if a
+/// process of the run survives it.
+pub fn run_ci(case: &Case) -> bench_tests::run::RunOutput {
+    try_run_ci(case).unwrap_or_else(|e| panic!("{}: {e:#}", case.label()))
 }
 
-/// `run_ci` that hands back the error instead of panicking.
-pub fn try_run_ci(case: &Case) -> (String, anyhow::Result<bench_tests::run::RunOutput>) {
+/// `run_ci` that hands back the run's error instead of panicking (a survivor still panics).
+pub fn try_run_ci(case: &Case) -> anyhow::Result<bench_tests::run::RunOutput> {
     let profile = ci_profile();
     let request = request(case, &profile);
     let _shared = bench_tests::bench::measurement_lock(false, Duration::from_secs(1800))
         .expect("the measurement lock");
     let out = bench_tests::run::run_once(harness(), &request, &mut |_| {});
-    (request.run_id, out)
+    let survivors = processes_of_run(&request.run_id);
+    assert!(
+        survivors.is_empty(),
+        "{}: processes {survivors:?} outlived the run",
+        case.label()
+    );
+    out
+}
+
+/// Every task of `case` ran exactly once, none reported a failure, the run noted no error.
+pub fn assert_exact(case: &Case, out: &bench_tests::run::RunOutput) {
+    let m = &out.result.metrics;
+    assert_eq!(
+        (m.completed, m.lost, m.duplicated, m.failed),
+        (case.task_count, 0, 0, 0),
+        "{}: completed, lost, duplicated, failed",
+        case.label()
+    );
+    assert!(
+        out.result.errors.is_empty(),
+        "{}: {:?}",
+        case.label(),
+        out.result.errors
+    );
 }
 
 /// Pids of live processes whose environment carries `BENCH_RUN_ID=<run_id>`.

@@ -174,6 +174,9 @@ pub fn evaluate(criteria: &[Criterion], summary: &Summary) -> Vec<Verdict> {
                             && system_b == versus
                             && Criterion::optional(&c.variant, variant_a)
                             && Criterion::optional(&c.versus_variant, variant_b)
+                            // No variant named on the other side: compare like with like.
+                            && (c.versus_variant.is_some()
+                                || crate::summary::same_sizes(variant_a, variant_b))
                             && Criterion::optional(&c.driver, &cmp.driver)
                             && Criterion::optional(&c.mode, &cmp.mode);
                         if !matches {

@@ -502,11 +502,11 @@ fn fmt_ci(g: &Group) -> String {
 /// concurrency (and stress step), or between each system's standard pools (throughput, drivers). Paced pairs
 /// differ in rate and are read from the latency-vs-rate chart instead.
 fn headline(c: &summary::Comparison) -> bool {
-    // Everything after the pool: concurrency, and the step of a stress run.
-    let sizes = |variant: &str| variant.split_once('-').map(|(_, rest)| rest.to_string());
+    // Cold start compares time to first task, in its own table, not throughput.
     c.mode != "paced"
+        && c.scenario != "coldstart"
         && (matches!(c.scenario.as_str(), "throughput" | "drivers")
-            || sizes(&c.variant_a) == sizes(&c.variant_b))
+            || summary::same_sizes(&c.variant_a, &c.variant_b))
 }
 
 /// The Markdown report.

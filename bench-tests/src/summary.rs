@@ -64,6 +64,13 @@ pub const METRICS: [MetricDef; 9] = [
     },
 ];
 
+/// Whether two variants differ only in their pool: the same concurrency (and rate or stress
+/// step), e.g. `asyncio-c50` and `threads-c50`, not `threads-c10`.
+pub fn same_sizes(variant_a: &str, variant_b: &str) -> bool {
+    let sizes = |variant: &str| variant.split_once('-').map(|(_, rest)| rest.to_string());
+    sizes(variant_a) == sizes(variant_b)
+}
+
 pub fn metric(name: &str) -> Option<&'static MetricDef> {
     METRICS.iter().find(|m| m.name == name)
 }
@@ -268,4 +275,18 @@ fn comparisons(groups: &BTreeMap<GroupKey, Vec<&RunResult>>) -> Vec<Comparison> 
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn variants_match_on_everything_but_the_pool() {
+        assert!(super::same_sizes("asyncio-c50", "threads-c50"));
+        assert!(!super::same_sizes("asyncio-c50", "threads-c10"));
+        assert!(super::same_sizes("asyncio-c20-n1000", "threads-c20-n1000"));
+        assert!(!super::same_sizes(
+            "asyncio-c20-n1000",
+            "threads-c20-n50000"
+        ));
+    }
 }

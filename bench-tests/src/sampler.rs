@@ -80,7 +80,10 @@ pub fn sample_groups(pgids: &[i32]) -> Option<Sample> {
         if pgids.contains(&stat.pgrp) && stat.state != 'Z' {
             sample.processes += 1;
             sample.rss_bytes += stat.rss * page;
-            sample.cpu_seconds += (stat.utime + stat.stime) as f64 / ticks;
+            // cutime/cstime: children this process reaped (a pool's recycled workers), whose
+            // CPU time would otherwise vanish from the tree when they exit.
+            let reaped = (stat.cutime + stat.cstime).max(0) as u64;
+            sample.cpu_seconds += (stat.utime + stat.stime + reaped) as f64 / ticks;
         }
     }
     (sample.processes > 0).then_some(sample)

@@ -215,6 +215,50 @@ impl SourceSearch {
         self.tried.push(format!("{} ({error:#})", what.into()));
     }
 
+    /// The URL the user set, checked by `probe`; when it does not answer, that is the error
+    /// (never a fallback). None when the variable is unset.
+    pub fn from_env<T>(
+        &mut self,
+        probe: impl FnOnce(&str) -> Result<T>,
+    ) -> Result<Option<(String, T)>> {
+        let Some(url) = self.env_url() else {
+            return Ok(None);
+        };
+        match probe(&url) {
+            Ok(found) => Ok(Some((url, found))),
+            Err(e) => Err(self.env_url_failed(&url, e)),
+        }
+    }
+
+    /// A container from testcontainers, when a Docker daemon answers; a failure is noted.
+    pub fn container<T>(
+        &mut self,
+        image: &str,
+        progress: &mut dyn FnMut(&str),
+        start: impl FnOnce() -> Result<T>,
+    ) -> Option<T> {
+        if !self.docker_answers() {
+            return None;
+        }
+        progress(&format!("starting {image} with testcontainers"));
+        self.attempt(format!("testcontainers {image}"), start)
+    }
+
+    /// Any other source (a local port, a binary): its value, or its failure noted.
+    pub fn attempt<T>(
+        &mut self,
+        what: impl Into<String>,
+        try_it: impl FnOnce() -> Result<T>,
+    ) -> Option<T> {
+        match try_it() {
+            Ok(found) => Some(found),
+            Err(e) => {
+                self.failed(what, e);
+                None
+            }
+        }
+    }
+
     pub fn docker_answers(&mut self) -> bool {
         let answers = docker::daemon_answers(Duration::from_secs(2));
         if !answers {
@@ -261,6 +305,39 @@ mod tests {
             "{err}"
         );
         assert_eq!(Driver::parse("sqs").unwrap(), Driver::Sqs);
+    }
+
+    #[test]
+    fn a_search_names_everything_it_tried() {
+        let mut search = SourceSearch::new(Driver::Redis, "BENCH_X_URL", None);
+        assert!(search.from_env(|_| Ok(())).unwrap().is_none());
+        assert_eq!(search.attempt("first", || Ok(7)), Some(7));
+        assert_eq!(
+            search.attempt("local 1", || Err::<u8, _>(anyhow::anyhow!("refused"))),
+            None
+        );
+        let err = search.give_up("Set BENCH_X_URL.").to_string();
+        assert_eq!(
+            err,
+            "no redis broker available. Tried:\n  - BENCH_X_URL (not set)\n  - local 1 (refused)\nSet BENCH_X_URL."
+        );
+    }
+
+    #[test]
+    fn a_url_the_user_gave_is_never_replaced() {
+        let mut search = SourceSearch::new(
+            Driver::Postgres,
+            "BENCH_Y_URL",
+            Some("postgres://u:pw@h/db".into()),
+        );
+        let err = search
+            .from_env(|_| Err::<(), _>(anyhow::anyhow!("timed out after 5s")))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("postgres at postgres://u:***@h/db (from BENCH_Y_URL) is unreachable: timed out after 5s"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -39,43 +39,36 @@ impl RabbitBroker {
         progress: &mut dyn FnMut(&str),
     ) -> Result<RabbitBroker> {
         let mut search = SourceSearch::new(Driver::Rabbitmq, ENV_URL, env_url);
-        if let Some(url) = search.env_url() {
-            let version = server_version(&url).map_err(|e| search.env_url_failed(&url, e))?;
+        if let Some((url, version)) = search.from_env(server_version)? {
             return Ok(Self::found(ENV_URL.into(), url, version, None));
         }
-        if search.docker_answers() {
-            progress("starting rabbitmq:4.0-management with testcontainers");
-            let started = GenericImage::new("rabbitmq", "4.0-management")
+        let image = "rabbitmq:4.0-management";
+        if let Some((c, url, v)) = search.container(image, progress, || {
+            let c = GenericImage::new("rabbitmq", "4.0-management")
                 .with_wait_for(WaitFor::message_on_stdout("Server startup complete"))
                 .with_exposed_port(5672.tcp())
-                .start()
-                .map_err(anyhow::Error::from)
-                .and_then(|c| {
-                    let port = c.get_host_port_ipv4(5672)?;
-                    Ok((c, format!("amqp://guest:guest@127.0.0.1:{port}/%2f")))
-                });
-            match started.and_then(|(c, url)| server_version(&url).map(|v| (c, url, v))) {
-                Ok((c, url, v)) => {
-                    return Ok(Self::found(
-                        "testcontainers rabbitmq:4.0-management".into(),
-                        url,
-                        v,
-                        Some(c),
-                    ))
-                }
-                Err(e) => search.failed("testcontainers rabbitmq:4.0-management", e),
-            }
+                .start()?;
+            let url = format!(
+                "amqp://guest:guest@127.0.0.1:{}/%2f",
+                c.get_host_port_ipv4(5672)?
+            );
+            let version = server_version(&url)?;
+            Ok((c, url, version))
+        }) {
+            return Ok(Self::found(
+                format!("testcontainers {image}"),
+                url,
+                v,
+                Some(c),
+            ));
         }
-        match server_version(DEFAULT_URL) {
-            Ok(version) => {
-                return Ok(Self::found(
-                    "local 127.0.0.1:5672".into(),
-                    DEFAULT_URL.into(),
-                    version,
-                    None,
-                ))
-            }
-            Err(e) => search.failed(DEFAULT_URL, e),
+        if let Some(version) = search.attempt(DEFAULT_URL, || server_version(DEFAULT_URL)) {
+            return Ok(Self::found(
+                "local 127.0.0.1:5672".into(),
+                DEFAULT_URL.into(),
+                version,
+                None,
+            ));
         }
         Err(search.give_up(&format!("Set {ENV_URL}=amqp://user:pass@host:port/vhost, start Docker, or start RabbitMQ locally.")))
     }

@@ -44,49 +44,37 @@ impl RedisBroker {
         progress: &mut dyn FnMut(&str),
     ) -> Result<RedisBroker> {
         let mut search = SourceSearch::new(Driver::Redis, ENV_URL, env_url);
-        if let Some(url) = search.env_url() {
-            let base = base_url(&url);
-            let version = ping(&base).map_err(|e| search.env_url_failed(&url, e))?;
-            return Ok(Self::found(ENV_URL.into(), base, version));
+        if let Some((url, version)) = search.from_env(|url| ping(&base_url(url)))? {
+            return Ok(Self::found(ENV_URL.into(), base_url(&url), version));
         }
-        if search.docker_answers() {
-            progress(&format!("starting redis:{IMAGE_TAG} with testcontainers"));
-            match start_container().and_then(|(c, base)| ping(&base).map(|v| (c, base, v))) {
-                Ok((container, base, version)) => {
-                    let mut broker =
-                        Self::found(format!("testcontainers redis:{IMAGE_TAG}"), base, version);
-                    broker._container = Some(container);
-                    return Ok(broker);
-                }
-                Err(e) => search.failed(format!("testcontainers redis:{IMAGE_TAG}"), e),
-            }
+        let image = format!("redis:{IMAGE_TAG}");
+        if let Some((container, base, version)) = search.container(&image, progress, || {
+            start_container().and_then(|(c, base)| ping(&base).map(|v| (c, base, v)))
+        }) {
+            let mut broker = Self::found(format!("testcontainers {image}"), base, version);
+            broker._container = Some(container);
+            return Ok(broker);
         }
-        match ping(DEFAULT_URL) {
-            Ok(version) => {
-                return Ok(Self::found(
-                    "local 127.0.0.1:6379".into(),
-                    DEFAULT_URL.into(),
-                    version,
-                ))
-            }
-            Err(e) => search.failed(DEFAULT_URL, e),
+        if let Some(version) = search.attempt(DEFAULT_URL, || ping(DEFAULT_URL)) {
+            return Ok(Self::found(
+                "local 127.0.0.1:6379".into(),
+                DEFAULT_URL.into(),
+                version,
+            ));
         }
-        match start_local_server(progress)
-            .and_then(|(child, dir, base)| ping(&base).map(|v| (child, dir, base, v)))
-        {
-            Ok((child, dir, base, version)) => {
-                let port = base.rsplit(':').next().unwrap_or("?").to_string();
-                let mut broker = Self::found(format!("redis-server on port {port}"), base, version);
-                broker._server = Some((child, dir));
-                Ok(broker)
-            }
-            Err(e) => {
-                search.failed("redis-server binary", e);
-                Err(search.give_up(&format!(
-                    "Set {ENV_URL}=redis://host:port, start Docker, or install redis-server."
-                )))
-            }
-        }
+        let started = search.attempt("redis-server binary", || {
+            start_local_server(progress)
+                .and_then(|(child, dir, base)| ping(&base).map(|v| (child, dir, base, v)))
+        });
+        let Some((child, dir, base, version)) = started else {
+            return Err(search.give_up(&format!(
+                "Set {ENV_URL}=redis://host:port, start Docker, or install redis-server."
+            )));
+        };
+        let port = base.rsplit(':').next().unwrap_or("?").to_string();
+        let mut broker = Self::found(format!("redis-server on port {port}"), base, version);
+        broker._server = Some((child, dir));
+        Ok(broker)
     }
 
     fn found(source: String, base_url: String, server_version: String) -> RedisBroker {

@@ -121,17 +121,11 @@ impl SqlBroker {
                 _container: container,
             };
         let mut search = SourceSearch::new(dialect.driver, dialect.env_var, env_url);
-        if let Some(url) = search.env_url() {
-            let version =
-                server_version(dialect, &url).map_err(|e| search.env_url_failed(&url, e))?;
+        if let Some((url, version)) = search.from_env(|url| server_version(dialect, url))? {
             return Ok(found(dialect.env_var.into(), url, version, None));
         }
-        if search.docker_answers() {
-            let label = format!("testcontainers {}:{}", dialect.image.0, dialect.image.1);
-            progress(&format!(
-                "starting {}:{} with testcontainers",
-                dialect.image.0, dialect.image.1
-            ));
+        let image = format!("{}:{}", dialect.image.0, dialect.image.1);
+        if let Some((c, url, version)) = search.container(&image, progress, || {
             let image = GenericImage::new(dialect.image.0, dialect.image.1)
                 .with_wait_for(WaitFor::message_on_stderr(dialect.ready_on_stderr))
                 .with_exposed_port(dialect.port.tcp());
@@ -139,41 +133,40 @@ impl SqlBroker {
                 image.into(),
                 |r: testcontainers::ContainerRequest<GenericImage>, (k, v)| r.with_env_var(*k, *v),
             );
-            let started = request.start().map_err(anyhow::Error::from).and_then(|c| {
-                let port = c.get_host_port_ipv4(dialect.port)?;
-                Ok((
-                    c,
-                    dialect.container_url.replace("{port}", &port.to_string()),
-                ))
-            });
-            match started.and_then(|(c, url)| server_version(dialect, &url).map(|v| (c, url, v))) {
-                Ok((c, url, version)) => return Ok(found(label, url, version, Some(c))),
-                Err(e) => search.failed(label, e),
-            }
+            let c = request.start()?;
+            let port = c.get_host_port_ipv4(dialect.port)?;
+            let url = dialect.container_url.replace("{port}", &port.to_string());
+            let version = server_version(dialect, &url)?;
+            Ok((c, url, version))
+        }) {
+            return Ok(found(
+                format!("testcontainers {image}"),
+                url,
+                version,
+                Some(c),
+            ));
         }
-        match server_version(dialect, dialect.default_url) {
-            Ok(version) => {
-                let address = dialect
-                    .default_url
-                    .rsplit('@')
-                    .next()
-                    .and_then(|a| a.split('/').next())
-                    .unwrap_or("");
-                Ok(found(
-                    format!("local {address}"),
-                    dialect.default_url.into(),
-                    version,
-                    None,
-                ))
-            }
-            Err(e) => {
-                search.failed(dialect.default_url, e);
-                Err(search.give_up(&format!(
-                    "Set {}=scheme://user:pass@host:port/db, start Docker, or start {} locally.",
-                    dialect.env_var, dialect.driver
-                )))
-            }
-        }
+        let local = search.attempt(dialect.default_url, || {
+            server_version(dialect, dialect.default_url)
+        });
+        let Some(version) = local else {
+            return Err(search.give_up(&format!(
+                "Set {}=scheme://user:pass@host:port/db, start Docker, or start {} locally.",
+                dialect.env_var, dialect.driver
+            )));
+        };
+        let address = dialect
+            .default_url
+            .rsplit('@')
+            .next()
+            .and_then(|a| a.split('/').next())
+            .unwrap_or("");
+        Ok(found(
+            format!("local {address}"),
+            dialect.default_url.into(),
+            version,
+            None,
+        ))
     }
 }
 

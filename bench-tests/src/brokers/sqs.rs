@@ -75,60 +75,55 @@ impl SqsBroker {
             _moto: None,
             _container: None,
         };
-        if let Some(url) = search.env_url() {
+        let from_env = search.from_env(|url| {
             if url == "aws" {
                 broker.endpoint.access_key = std::env::var("AWS_ACCESS_KEY_ID")
                     .context("BENCH_SQS_ENDPOINT=aws needs AWS_ACCESS_KEY_ID")?;
                 broker.endpoint.secret_key = std::env::var("AWS_SECRET_ACCESS_KEY")
                     .context("BENCH_SQS_ENDPOINT=aws needs AWS_SECRET_ACCESS_KEY")?;
             } else {
-                broker.endpoint.url = Some(url.clone());
+                broker.endpoint.url = Some(url.to_string());
             }
-            broker
-                .admin(&["ping"], Duration::from_secs(10))
-                .map_err(|e| search.env_url_failed(&url, e))?;
+            broker.admin(&["ping"], Duration::from_secs(10))
+        })?;
+        if from_env.is_some() {
             broker.set_info(ENV_ENDPOINT.into(), "AWS SQS or the endpoint given".into());
             return Ok(broker);
         }
-        if search.docker_answers() {
-            progress("starting localstack with testcontainers");
-            let started = GenericImage::new("localstack/localstack", "4.0")
-                .with_wait_for(WaitFor::message_on_stdout("Ready."))
-                .with_exposed_port(4566.tcp())
-                .with_env_var("SERVICES", "sqs")
-                .start();
-            match started {
-                Ok(container) => {
-                    let port = container.get_host_port_ipv4(4566)?;
-                    broker.endpoint.url = Some(format!("http://127.0.0.1:{port}"));
-                    broker.endpoint.emulator = Some("localstack");
-                    broker._container = Some(container);
-                    broker.set_info(
-                        "testcontainers localstack".into(),
-                        "localstack 4.0 (emulator)".into(),
-                    );
-                    return Ok(broker);
-                }
-                Err(e) => search.failed("testcontainers localstack", e),
-            }
+        if let Some((container, url)) =
+            search.container("localstack/localstack:4.0", progress, || {
+                let container = GenericImage::new("localstack/localstack", "4.0")
+                    .with_wait_for(WaitFor::message_on_stdout("Ready."))
+                    .with_exposed_port(4566.tcp())
+                    .with_env_var("SERVICES", "sqs")
+                    .start()?;
+                let url = format!("http://127.0.0.1:{}", container.get_host_port_ipv4(4566)?);
+                Ok((container, url))
+            })
+        {
+            broker.endpoint.url = Some(url);
+            broker.endpoint.emulator = Some("localstack");
+            broker._container = Some(container);
+            broker.set_info(
+                "testcontainers localstack".into(),
+                "localstack 4.0 (emulator)".into(),
+            );
+            return Ok(broker);
         }
-        match start_moto(python, progress) {
-            Ok((child, dir, url)) => {
-                broker.endpoint.url = Some(url);
-                broker.endpoint.emulator = Some("moto");
-                broker._moto = Some((child, dir));
-                let version = python.packages.get("moto").cloned().unwrap_or_default();
-                broker.set_info(
-                    "moto_server from the venv".into(),
-                    format!("moto {version} (emulator)"),
-                );
-                Ok(broker)
-            }
-            Err(e) => {
-                search.failed("moto_server from the venv", e);
-                Err(search.give_up(&format!("Set {ENV_ENDPOINT}=http://host:port (or 'aws' with AWS credentials), or start Docker.")))
-            }
-        }
+        let Some((child, dir, url)) =
+            search.attempt("moto_server from the venv", || start_moto(python, progress))
+        else {
+            return Err(search.give_up(&format!("Set {ENV_ENDPOINT}=http://host:port (or 'aws' with AWS credentials), or start Docker.")));
+        };
+        broker.endpoint.url = Some(url);
+        broker.endpoint.emulator = Some("moto");
+        broker._moto = Some((child, dir));
+        let version = python.packages.get("moto").cloned().unwrap_or_default();
+        broker.set_info(
+            "moto_server from the venv".into(),
+            format!("moto {version} (emulator)"),
+        );
+        Ok(broker)
     }
 
     fn set_info(&mut self, source: String, version: String) {

@@ -1,5 +1,6 @@
 //! Child processes the harness starts: each in its own process group, logs to files,
-//! stopped as a group (SIGTERM, bounded grace, SIGKILL) on success, failure, drop and Ctrl-C.
+//! stopped (SIGTERM to the main process, bounded grace, then SIGKILL to the group) on
+//! success, failure and drop, and as a group on Ctrl-C.
 
 use std::collections::BTreeSet;
 use std::fs::File;
@@ -207,14 +208,29 @@ impl ManagedChild {
             .remove(&self.pgid);
     }
 
-    /// SIGTERM to the whole group, up to `grace` for it to exit, then SIGKILL; returns
-    /// once no process of the group is left (bounded) and says whether it exited on SIGTERM.
+    /// SIGTERM to the main process only, up to `grace` for it to exit; then SIGTERM to
+    /// whatever it left in its group, briefly, then SIGKILL. Returns once no process of the
+    /// group is left (bounded) and says whether it all went on SIGTERM alone.
+    ///
+    /// The main process, not the group, gets the first signal: a Celery prefork worker's
+    /// warm shutdown drains its pool children itself, and children signalled at the same
+    /// time die under it and can hang that shutdown (seen in CI: >15 s, then SIGKILL).
     pub fn stop(&mut self, grace: Duration) -> bool {
         let mut graceful = true;
         if self.try_exit().is_none() || group_exists(self.pgid) {
-            signal_group(self.pgid, libc::SIGTERM);
-            graceful = self.wait_group_gone(grace);
-            if !graceful {
+            let deadline = Instant::now() + grace;
+            if self.try_exit().is_none() {
+                // SAFETY: kill(2) on our own child's pid; no memory is touched.
+                unsafe { libc::kill(self.pgid, libc::SIGTERM) };
+                graceful = self.wait_exit(grace).is_some();
+            }
+            if graceful && group_exists(self.pgid) {
+                signal_group(self.pgid, libc::SIGTERM);
+                let left = deadline.saturating_duration_since(Instant::now());
+                graceful = self.wait_group_gone(left.max(Duration::from_secs(2)));
+            }
+            if !graceful || group_exists(self.pgid) {
+                graceful = false;
                 signal_group(self.pgid, libc::SIGKILL);
                 self.wait_group_gone(Duration::from_secs(5));
             }
@@ -349,6 +365,31 @@ mod tests {
         let graceful = child.stop(Duration::from_millis(300));
         assert!(!graceful, "the group ignored SIGTERM, so it needed SIGKILL");
         assert!(!group_exists(pgid));
+    }
+
+    #[test]
+    fn stop_signals_the_main_process_and_lets_it_stop_its_children() {
+        let dir = tempfile::tempdir().unwrap();
+        let marks = dir.path().join("marks");
+        // The child notes a SIGTERM it receives; the leader stops it with SIGUSR1 on its own
+        // SIGTERM, as a Celery prefork worker stops its pool.
+        let script = r#"
+            sh -c 'trap "echo child-got-term >> \"$MARKS\"" TERM; trap "exit 0" USR1; while :; do sleep 0.05; done' &
+            c=$!
+            trap 'kill -USR1 $c; wait $c; echo leader-done >> "$MARKS"; exit 0' TERM
+            while :; do sleep 0.05; done"#;
+        let mut child = ManagedChild::spawn(
+            "leader",
+            Command::new("sh").args(["-c", script]).env("MARKS", &marks),
+            dir.path(),
+        )
+        .unwrap();
+        thread::sleep(Duration::from_millis(300));
+        let pgid = child.pgid();
+        assert!(child.stop(Duration::from_secs(5)), "it all went on SIGTERM");
+        assert!(!group_exists(pgid));
+        let marks = std::fs::read_to_string(&marks).unwrap();
+        assert_eq!(marks.trim(), "leader-done", "only the leader was signalled");
     }
 
     #[test]

@@ -50,6 +50,11 @@ fn signal_group(pgid: i32, signal: i32) -> bool {
     unsafe { libc::kill(-pgid, signal) == 0 }
 }
 
+fn signal_process(pid: i32, signal: i32) -> bool {
+    // SAFETY: kill(2) on one pid; no memory is touched.
+    unsafe { libc::kill(pid, signal) == 0 }
+}
+
 fn group_exists(pgid: i32) -> bool {
     signal_group(pgid, 0)
 }
@@ -220,17 +225,15 @@ impl ManagedChild {
         if self.try_exit().is_none() || group_exists(self.pgid) {
             let deadline = Instant::now() + grace;
             if self.try_exit().is_none() {
-                // SAFETY: kill(2) on our own child's pid; no memory is touched.
-                unsafe { libc::kill(self.pgid, libc::SIGTERM) };
-                graceful = self.wait_exit(grace).is_some();
+                signal_process(self.pgid, libc::SIGTERM);
             }
+            graceful = self.wait_exit(grace).is_some();
             if graceful && group_exists(self.pgid) {
                 signal_group(self.pgid, libc::SIGTERM);
                 let left = deadline.saturating_duration_since(Instant::now());
                 graceful = self.wait_group_gone(left.max(Duration::from_secs(2)));
             }
-            if !graceful || group_exists(self.pgid) {
-                graceful = false;
+            if !graceful {
                 signal_group(self.pgid, libc::SIGKILL);
                 self.wait_group_gone(Duration::from_secs(5));
             }

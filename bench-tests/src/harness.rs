@@ -7,8 +7,8 @@ use anyhow::Result;
 
 use std::sync::Arc;
 
-use crate::brokers::{Broker, BrokerSet, Driver};
-use crate::python::PythonEnv;
+use crate::provision::brokers::{Broker, BrokerSet, Driver};
+use crate::provision::python::PythonEnv;
 use crate::result::Environment;
 
 pub struct Harness {
@@ -21,7 +21,7 @@ pub struct Harness {
 impl Harness {
     /// Finds or builds Python and the venv; brokers are found or started on first use.
     pub fn provision(progress: &mut dyn FnMut(&str)) -> Result<Harness> {
-        crate::procs::install_interrupt_handler();
+        crate::measure::procs::install_interrupt_handler();
         let root = crate::project_root();
         let python = PythonEnv::provision(&root, progress)?;
         let environment = host_environment(&root, &python);

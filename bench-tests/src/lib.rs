@@ -1,39 +1,20 @@
 //! tasq-bench: a harness that measures Python task queues on real brokers.
 //!
-//! Data flows profile → python → brokers → systems → run (collector, sampler) → measure
-//! → result files; `bench` orchestrates repetitions and `table` prints the summary.
+//! Folders follow the flow of one benchmark:
+//! `profile` → `provision` (python, brokers) → `systems` and `workloads` → `run` (one
+//! repetition, repetitions, rate search) → `measure` (collector, sampler, depth) →
+//! `result` (the raw schema) → `analysis` (stats, summary, criteria, compare) → `report`.
 
-pub mod behaviour;
-pub mod bench;
-pub mod brokers;
-pub mod ceiling;
-pub mod charts;
-pub mod clock;
-pub mod collector;
-pub mod compare;
-pub mod criteria;
-pub mod depth;
+pub mod analysis;
 pub mod harness;
 pub mod measure;
-pub mod mix;
-pub mod mock_http;
-pub mod output;
-pub mod procs;
 pub mod profile;
-pub mod python;
-pub mod recorder_cost;
+pub mod provision;
 pub mod report;
 pub mod result;
 pub mod run;
-pub mod sampler;
-pub mod scenario;
-pub mod space;
-pub mod stats;
-pub mod stress;
-pub mod summary;
-pub mod sweep;
 pub mod systems;
-pub mod table;
+pub mod workloads;
 
 use std::path::PathBuf;
 

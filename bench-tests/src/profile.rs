@@ -33,7 +33,7 @@ pub struct Profile {
     pub stress: StressSizes,
     /// Targets and claims checked against the summary (see `criteria`).
     #[serde(default)]
-    pub criteria: Vec<crate::criteria::Criterion>,
+    pub criteria: Vec<crate::analysis::criteria::Criterion>,
 }
 
 /// Scenario `drivers`: one drain workload on every broker.
@@ -110,8 +110,8 @@ pub struct MixedSizes {
 }
 
 impl MixedSizes {
-    pub fn spec(&self) -> crate::mix::MixSpec {
-        crate::mix::MixSpec {
+    pub fn spec(&self) -> crate::workloads::mix::MixSpec {
+        crate::workloads::mix::MixSpec {
             io_percent: self.io_percent,
             light_percent: self.light_percent,
             heavy_percent: self.heavy_percent,
@@ -179,7 +179,8 @@ impl Profile {
             );
         }
         for mode in &profile.throughput.modes {
-            crate::scenario::Mode::parse(mode).with_context(|| format!("in {}", path.display()))?;
+            crate::workloads::Mode::parse(mode)
+                .with_context(|| format!("in {}", path.display()))?;
         }
         Ok(profile)
     }

@@ -4,11 +4,11 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use bench_tests::bench::{BenchPlan, BenchRequest};
-use bench_tests::brokers::redis::RedisBroker;
+use bench_tests::provision::brokers::redis::RedisBroker;
+use bench_tests::run::bench::{BenchPlan, BenchRequest};
 use bench_tests::run::run_once;
-use bench_tests::scenario::Mode;
 use bench_tests::systems::System;
+use bench_tests::workloads::Mode;
 use rstest::rstest;
 
 fn plan_error(profile: &str, scenario: &str, system: &str, driver: &str) -> String {
@@ -161,14 +161,14 @@ fn run_timeout_fails_and_leaves_no_process() {
 #[test]
 fn rates_are_numbers_or_auto() {
     assert_eq!(
-        bench_tests::bench::parse_rates("auto").unwrap(),
+        bench_tests::run::bench::parse_rates("auto").unwrap(),
         Vec::<f64>::new()
     );
     assert_eq!(
-        bench_tests::bench::parse_rates("250, 500").unwrap(),
+        bench_tests::run::bench::parse_rates("250, 500").unwrap(),
         vec![250.0, 500.0]
     );
-    let err = bench_tests::bench::parse_rates("250,fast")
+    let err = bench_tests::run::bench::parse_rates("250,fast")
         .unwrap_err()
         .to_string();
     assert!(

@@ -5,8 +5,8 @@ mod common;
 
 use std::sync::Mutex;
 
-use bench_tests::brokers::Driver;
-use bench_tests::ceiling::{self, PAYLOAD_BYTES};
+use bench_tests::measure::ceiling::{self, PAYLOAD_BYTES};
+use bench_tests::provision::brokers::Driver;
 
 /// One measurement at a time: parallel ones would share the CPUs and lower each other.
 static SERIAL: Mutex<()> = Mutex::new(());

@@ -9,8 +9,8 @@ use std::time::Duration;
 fn recorder_costs_at_most_ten_microseconds_per_task() {
     let h = common::harness();
     // Exclusive: a timing, so nothing else of the harness runs beside it.
-    let _lock = bench_tests::bench::measurement_lock(true, Duration::from_secs(1800)).unwrap();
-    let cost = bench_tests::recorder_cost::measure(h, 5000, 5).unwrap();
+    let _lock = bench_tests::run::bench::measurement_lock(true, Duration::from_secs(1800)).unwrap();
+    let cost = bench_tests::measure::recorder_cost::measure(h, 5000, 5).unwrap();
     eprintln!(
         "recorder wall {:?} us, cpu {:?} us; redis INCR {:?} us",
         cost.record_us, cost.record_cpu_us, cost.redis_incr_us

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use bench_tests::compare;
+use bench_tests::analysis::compare;
 use bench_tests::profile::Profile;
 use bench_tests::report::{self, SummaryFile};
 

@@ -4,10 +4,10 @@ mod common;
 
 use std::collections::BTreeSet;
 
-use bench_tests::bench::{self, BenchPlan, BenchRequest};
 use bench_tests::result::RunResult;
-use bench_tests::scenario::Mode;
+use bench_tests::run::bench::{self, BenchPlan, BenchRequest};
 use bench_tests::systems::System;
+use bench_tests::workloads::Mode;
 use rstest::rstest;
 
 #[rstest]
@@ -302,9 +302,9 @@ fn paced_mode_holds_its_rate(#[case] system: System, #[case] pool: &str) {
 fn rate_search_finds_a_sustainable_maximum(#[case] system: System) {
     let profile = common::ci_profile();
     let h = common::harness();
-    let template = bench_tests::scenario::paced_templates(
+    let template = bench_tests::workloads::paced_templates(
         &profile,
-        bench_tests::brokers::Driver::Redis,
+        bench_tests::provision::brokers::Driver::Redis,
         h.cpus(),
     )
     .into_iter()
@@ -312,7 +312,7 @@ fn rate_search_finds_a_sustainable_maximum(#[case] system: System) {
     .expect("a paced template");
     let _shared = bench::measurement_lock(false, std::time::Duration::from_secs(1800)).unwrap();
     let mut runs = Vec::new();
-    let outcome = bench_tests::sweep::find_max(h, &template, &profile, &mut |what, r| {
+    let outcome = bench_tests::run::sweep::find_max(h, &template, &profile, &mut |what, r| {
         runs.push((
             what.to_string(),
             r.benchmark_id.clone(),
@@ -345,7 +345,7 @@ fn rate_search_finds_a_sustainable_maximum(#[case] system: System) {
     for p in outcome.probes.iter().filter(|p| p.rate > best) {
         assert!(!p.sustainable && !p.why.is_empty(), "{p:?}");
     }
-    let expected = bench_tests::sweep::rates_at(best, &profile.throughput.paced_fractions);
+    let expected = bench_tests::run::sweep::rates_at(best, &profile.throughput.paced_fractions);
     assert_eq!(outcome.rates, expected);
     assert_eq!(outcome.rates.last(), Some(&best));
 }

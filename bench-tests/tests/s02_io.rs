@@ -38,10 +38,12 @@ fn mock_server_overhead_is_negligible_at_the_highest_concurrency() {
     let highest = *local.io.concurrency.iter().max().unwrap() as usize;
     // A timing: nothing else of the harness runs beside it.
     let _exclusive =
-        bench_tests::bench::measurement_lock(true, std::time::Duration::from_secs(1800)).unwrap();
-    let server = bench_tests::mock_http::MockHttpServer::start().unwrap();
+        bench_tests::run::bench::measurement_lock(true, std::time::Duration::from_secs(1800))
+            .unwrap();
+    let server = bench_tests::workloads::mock_http::MockHttpServer::start().unwrap();
     let overhead_us =
-        bench_tests::mock_http::overhead_us(&server, highest, 5, local.io.latency_ms).unwrap();
+        bench_tests::workloads::mock_http::overhead_us(&server, highest, 5, local.io.latency_ms)
+            .unwrap();
     eprintln!(
         "mock server overhead at concurrency {highest}: {overhead_us:.0} us per request (median)"
     );

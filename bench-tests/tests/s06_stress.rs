@@ -3,8 +3,8 @@
 
 mod common;
 
-use bench_tests::stress;
 use bench_tests::systems::System;
+use bench_tests::workloads::stress;
 use rstest::rstest;
 
 #[rstest]

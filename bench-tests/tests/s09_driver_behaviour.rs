@@ -3,8 +3,8 @@
 
 mod common;
 
-use bench_tests::behaviour::{self, SLOW_FIRST_VISIBILITY_SECS};
-use bench_tests::brokers::Driver;
+use bench_tests::provision::brokers::Driver;
+use bench_tests::workloads::behaviour::{self, SLOW_FIRST_VISIBILITY_SECS};
 use rstest::rstest;
 
 #[rstest]

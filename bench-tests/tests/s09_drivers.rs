@@ -5,11 +5,11 @@ mod common;
 
 use std::time::Duration;
 
-use bench_tests::brokers::rabbitmq::RabbitBroker;
-use bench_tests::brokers::redis::RedisBroker;
-use bench_tests::brokers::sql::{self, SqlBroker};
-use bench_tests::brokers::sqs::SqsBroker;
-use bench_tests::brokers::Driver;
+use bench_tests::provision::brokers::rabbitmq::RabbitBroker;
+use bench_tests::provision::brokers::redis::RedisBroker;
+use bench_tests::provision::brokers::sql::{self, SqlBroker};
+use bench_tests::provision::brokers::sqs::SqsBroker;
+use bench_tests::provision::brokers::Driver;
 use bench_tests::systems::System;
 use rstest::rstest;
 
@@ -162,7 +162,7 @@ fn bad_broker_urls_fail_within_seconds_naming_the_url(#[case] driver: Driver, #[
         "took {:?}",
         start.elapsed()
     );
-    let shown = bench_tests::brokers::redact_url(url);
+    let shown = bench_tests::provision::brokers::redact_url(url);
     assert!(
         message.contains(&shown) && message.contains("BENCH_"),
         "{message}"

@@ -4,8 +4,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Result;
-use bench_tests::bench::{self, BenchPlan, BenchRequest};
 use bench_tests::harness::{self, Harness};
+use bench_tests::run::bench::{self, BenchPlan, BenchRequest};
 use clap::Args;
 
 #[derive(Args)]
@@ -85,7 +85,7 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
         root.join(args.results)
     };
     let outcome = bench::execute(&harness, &plan, &results_root)?;
-    print!("{}", bench_tests::table::render(&outcome.rows));
+    print!("{}", bench_tests::report::table::render(&outcome.rows));
     let mut failed_criteria = 0;
     if let Some(summary) = &outcome.summary {
         for v in &summary.criteria {

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use bench_tests::profile::Profile;
-use bench_tests::{compare, report};
+use bench_tests::{analysis::compare, report};
 
 /// Regenerates summary.json, report.md, runs.csv and charts/ of a run directory.
 pub fn regenerate(dir: PathBuf) -> Result<ExitCode> {

@@ -3,8 +3,8 @@
 use std::process::ExitCode;
 
 use anyhow::Result;
-use bench_tests::brokers::Driver;
 use bench_tests::harness::Harness;
+use bench_tests::provision::brokers::Driver;
 
 /// The packages worth a line; every version is in each result's `environment.versions`.
 const SHOWN_PACKAGES: [&str; 8] = [
@@ -57,7 +57,7 @@ pub fn run() -> Result<ExitCode> {
         "host        {} cpus, {} GB, {}",
         env.cpus, env.memory_gb, env.os
     );
-    let cost = bench_tests::recorder_cost::measure(&harness, 5000, 5)?;
+    let cost = bench_tests::measure::recorder_cost::measure(&harness, 5000, 5)?;
     println!(
         "recorder    {:.1} us per task wall, {:.1} us CPU (median of {} batches; a Redis INCR here: {:.1} us)",
         cost.median_record_us(),

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::Command;
 
 use super::{RunEnv, Variant};
-use crate::brokers::Driver;
+use crate::provision::brokers::Driver;
 
 pub fn configured(env: &RunEnv, program: PathBuf) -> Command {
     let mut command = env.command(program);

@@ -11,8 +11,8 @@ use std::process::Command;
 use anyhow::{bail, Result};
 use serde::Serialize;
 
-use crate::brokers::{Driver, Namespace};
-use crate::python::PythonEnv;
+use crate::provision::brokers::{Driver, Namespace};
+use crate::provision::python::PythonEnv;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]

@@ -8,8 +8,8 @@ use std::time::Duration;
 use bench_tests::harness::Harness;
 use bench_tests::profile::Profile;
 use bench_tests::run::RunRequest;
-use bench_tests::scenario::{self, Case, Mode};
 use bench_tests::systems::System;
+use bench_tests::workloads::{self, Case, Mode};
 
 pub fn harness() -> &'static Harness {
     static HARNESS: OnceLock<Harness> = OnceLock::new();
@@ -25,10 +25,10 @@ pub fn ci_profile() -> Profile {
 /// The ci-profile throughput case of a system, pool and mode.
 pub fn throughput_case(system: System, pool: &str, mode: Mode) -> Case {
     let profile = ci_profile();
-    scenario::cases(
+    workloads::cases(
         &profile,
         "throughput",
-        bench_tests::brokers::Driver::Redis,
+        bench_tests::provision::brokers::Driver::Redis,
         harness().cpus(),
     )
     .expect("throughput cases")
@@ -39,18 +39,18 @@ pub fn throughput_case(system: System, pool: &str, mode: Mode) -> Case {
 
 /// Every ci-profile case of a scenario on Redis.
 pub fn scenario_cases(scenario: &str) -> Vec<Case> {
-    scenario::cases(
+    workloads::cases(
         &ci_profile(),
         scenario,
-        bench_tests::brokers::Driver::Redis,
+        bench_tests::provision::brokers::Driver::Redis,
         harness().cpus(),
     )
     .expect("scenario cases")
 }
 
 /// The ci-profile `drivers` case of a system on a broker.
-pub fn drivers_case(system: System, driver: bench_tests::brokers::Driver) -> Case {
-    scenario::cases(&ci_profile(), "drivers", driver, harness().cpus())
+pub fn drivers_case(system: System, driver: bench_tests::provision::brokers::Driver) -> Case {
+    workloads::cases(&ci_profile(), "drivers", driver, harness().cpus())
         .expect("drivers cases")
         .into_iter()
         .find(|c| c.variant.system == system)
@@ -85,7 +85,7 @@ pub fn run_ci(case: &Case) -> bench_tests::run::RunOutput {
 pub fn try_run_ci(case: &Case) -> anyhow::Result<bench_tests::run::RunOutput> {
     let profile = ci_profile();
     let request = request(case, &profile);
-    let _shared = bench_tests::bench::measurement_lock(false, Duration::from_secs(1800))
+    let _shared = bench_tests::run::bench::measurement_lock(false, Duration::from_secs(1800))
         .expect("the measurement lock");
     let out = bench_tests::run::run_once(harness(), &request, &mut |_| {});
     let survivors = processes_of_run(&request.run_id);

@@ -11,16 +11,16 @@ use indicatif::{ProgressBar, ProgressStyle};
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 
-use crate::brokers::Driver;
 use crate::harness::Harness;
-use crate::output::RunDir;
 use crate::profile::Profile;
+use crate::provision::brokers::Driver;
 use crate::report;
+use crate::report::output::RunDir;
+use crate::report::table::{self, SummaryRow};
 use crate::result::RunResult;
 use crate::run::{self, RunRequest};
-use crate::scenario::{self, Case};
 use crate::systems::System;
-use crate::table::{self, SummaryRow};
+use crate::workloads::{self, Case};
 
 /// What the user asked for, unvalidated (names as typed).
 #[derive(Debug, Clone, Default)]
@@ -94,31 +94,31 @@ impl BenchPlan {
             .map(|d| Driver::parse(d))
             .collect::<Result<Vec<_>>>()?;
         let scenarios: Vec<&str> = match request.scenarios.is_empty() {
-            true => scenario::NAMES.to_vec(),
+            true => workloads::NAMES.to_vec(),
             false => request
                 .scenarios
                 .iter()
-                .map(|s| scenario::check_name(s))
+                .map(|s| workloads::check_name(s))
                 .collect::<Result<Vec<_>>>()?,
         };
         let mut cases = Vec::new();
         let mut sweeps = Vec::new();
         for name in scenarios {
             let drivers = if chosen_drivers.is_empty() {
-                scenario::default_drivers(name)
+                workloads::default_drivers(name)
             } else {
                 chosen_drivers.clone()
             };
             let chosen = |c: &Case| systems.is_empty() || systems.contains(&c.variant.system);
             for driver in drivers {
                 cases.extend(
-                    scenario::cases(&profile, name, driver, cpus)?
+                    workloads::cases(&profile, name, driver, cpus)?
                         .into_iter()
                         .filter(chosen),
                 );
                 if name == "throughput" && profile.throughput.paced_rates.is_empty() {
                     sweeps.extend(
-                        scenario::paced_templates(&profile, driver, cpus)
+                        workloads::paced_templates(&profile, driver, cpus)
                             .into_iter()
                             .filter(chosen),
                     );
@@ -329,7 +329,7 @@ fn search_rates(
             written = run_dir.write_run(result).map(|_| ());
         }
     };
-    match crate::sweep::find_max(h, template, &plan.profile, &mut on_run) {
+    match crate::run::sweep::find_max(h, template, &plan.profile, &mut on_run) {
         Ok(outcome) => {
             written?;
             run_dir.write_sweep(&outcome)?;
@@ -343,7 +343,7 @@ fn search_rates(
             Ok(outcome
                 .rates
                 .iter()
-                .map(|&rate| crate::sweep::paced_case(template, rate, &plan.profile))
+                .map(|&rate| crate::run::sweep::paced_case(template, rate, &plan.profile))
                 .collect())
         }
         Err(e) => {
@@ -375,7 +375,7 @@ fn measure_ceilings(
         bar.set_message(format!(
             "{driver} ceiling (Rust reference client), rep {repetition}"
         ));
-        match crate::ceiling::measure(h, driver, messages, sizes.asynctasq_concurrency) {
+        match crate::measure::ceiling::measure(h, driver, messages, sizes.asynctasq_concurrency) {
             Ok(ceiling) => {
                 say(
                     bar,

@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
-use crate::brokers::Driver;
 use crate::harness::Harness;
+use crate::provision::brokers::Driver;
 
 /// Size of every message body: about a serialized task message.
 pub const PAYLOAD_BYTES: usize = 200;
@@ -397,7 +397,7 @@ fn redis_ceiling(url: &str, job: &Job) -> Result<Phases> {
             format!(
                 "connecting {} clients to {}",
                 job.concurrency,
-                crate::brokers::redact_url(url)
+                crate::provision::brokers::redact_url(url)
             )
         })?;
     redis::cmd("DEL")
@@ -526,7 +526,7 @@ macro_rules! sql_ceiling {
                 })
                 .connect(url)
                 .await
-                .with_context(|| format!("connecting to {}", crate::brokers::redact_url(url)))?;
+                .with_context(|| format!("connecting to {}", crate::provision::brokers::redact_url(url)))?;
             sqlx::raw_sql($create).execute(&pool).await?;
             // Open every connection before the clock starts.
             let mut warm = Vec::new();
@@ -652,7 +652,12 @@ async fn rabbit_ceiling(url: &str, queue: &str, job: &Job) -> Result<Phases> {
     let (conn, admin, channels) = tokio::time::timeout(SETUP_LIMIT, setup)
         .await
         .map_err(|_| anyhow!("connecting and declaring {queue} took over {SETUP_LIMIT:?}"))?
-        .with_context(|| format!("connecting to {}", crate::brokers::redact_url(url)))?;
+        .with_context(|| {
+            format!(
+                "connecting to {}",
+                crate::provision::brokers::redact_url(url)
+            )
+        })?;
 
     let clock = Arc::new(Clock::start());
     let queue_name = Arc::new(queue.to_string());

@@ -7,9 +7,9 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
+use crate::analysis::stats;
+use crate::analysis::summary::{self, GroupKey};
 use crate::result::RunResult;
-use crate::stats;
-use crate::summary::{self, GroupKey};
 
 /// Changes smaller than this are noise, whatever the p-values say.
 pub const NOISE_THRESHOLD: f64 = 0.02;

@@ -66,7 +66,7 @@ impl Drop for Sampler {
 
 /// One sample of all processes whose process group is in `pgids`; None if none is alive.
 pub fn sample_groups(pgids: &[i32]) -> Option<Sample> {
-    let t_ns = crate::clock::unix_ns();
+    let t_ns = crate::measure::clock::unix_ns();
     let page = procfs::page_size();
     let ticks = procfs::ticks_per_second() as f64;
     let mut sample = Sample {

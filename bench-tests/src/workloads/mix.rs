@@ -11,7 +11,7 @@ use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::collector::TaskRecord;
+use crate::measure::collector::TaskRecord;
 
 /// What one task of the mix does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]

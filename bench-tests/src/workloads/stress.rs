@@ -40,7 +40,7 @@ pub struct Ramp {
 }
 
 fn median(values: Vec<f64>) -> Option<f64> {
-    Some(crate::stats::median(&values)).filter(|m| !m.is_nan())
+    Some(crate::analysis::stats::median(&values)).filter(|m| !m.is_nan())
 }
 
 /// The ramps of the stress runs among `results` (other scenarios are ignored).
@@ -114,10 +114,10 @@ pub fn ramps(results: &[RunResult]) -> Vec<Ramp> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::depth::Growth;
+    use crate::measure::depth::Growth;
 
     fn run(system: &str, step: u64, linear: Option<bool>, rss_growth: f64) -> RunResult {
-        let text = include_str!("../../fixtures/results/synthetic/runs/asynctasq-redis-throughput-asyncio-c10-drain-r0-synthetic.json");
+        let text = include_str!("../../../fixtures/results/synthetic/runs/asynctasq-redis-throughput-asyncio-c10-drain-r0-synthetic.json");
         let mut r: RunResult = serde_json::from_str(text).unwrap();
         r.configuration.scenario = "stress".into();
         r.configuration.system = system.into();

@@ -1,10 +1,15 @@
 //! Scenarios (workloads) and the cases they expand to: system × variant × mode.
 
+pub mod behaviour;
+pub mod mix;
+pub mod mock_http;
+pub mod stress;
+
 use anyhow::{bail, Result};
 use serde::Serialize;
 
-use crate::brokers::Driver;
 use crate::profile::Profile;
+use crate::provision::brokers::Driver;
 use crate::systems::{System, Variant};
 
 pub const NAMES: [&str; 7] = [
@@ -92,7 +97,7 @@ pub struct Case {
     /// CPU tasks: pbkdf2 iterations per task.
     pub pbkdf2_iterations: Option<u64>,
     /// Mixed workload (`task` = "mixed"): the shares of each kind and the seed of their order.
-    pub mix: Option<crate::mix::MixSpec>,
+    pub mix: Option<crate::workloads::mix::MixSpec>,
 }
 
 impl Case {
@@ -201,7 +206,7 @@ pub fn cases(profile: &Profile, scenario: &str, driver: Driver, cpus: u32) -> Re
     // Open-loop latency at the profile's rates (none listed: `sweep` finds them).
     for template in paced_templates(profile, driver, cpus) {
         for &rate in &sizes.paced_rates {
-            cases.push(crate::sweep::paced_case(&template, rate, profile));
+            cases.push(crate::run::sweep::paced_case(&template, rate, profile));
         }
     }
     Ok(cases)

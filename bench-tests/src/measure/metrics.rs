@@ -5,10 +5,10 @@ use std::collections::HashSet;
 
 use hdrhistogram::Histogram;
 
-use crate::collector::Tally;
+use crate::measure::collector::Tally;
+use crate::measure::sampler::{self, Sample};
 use crate::result::Metrics;
-use crate::sampler::{self, Sample};
-use crate::scenario::Mode;
+use crate::workloads::Mode;
 
 /// The producer's measured enqueue window (its own clock, around the dispatch loop only).
 #[derive(Debug, Clone, Copy, serde::Deserialize)]
@@ -85,7 +85,7 @@ pub fn metrics(input: &MeasureInput) -> (Metrics, Histograms) {
     let rate = |n: u64, s: f64| if s > 0.0 { n as f64 / s } else { 0.0 };
 
     let h = Histograms::from_tally(tally);
-    let exact_mean = |f: fn(&crate::collector::TaskRecord) -> u64| {
+    let exact_mean = |f: fn(&crate::measure::collector::TaskRecord) -> u64| {
         if records.is_empty() {
             0.0
         } else {
@@ -151,7 +151,7 @@ pub fn metrics(input: &MeasureInput) -> (Metrics, Histograms) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::collector::TaskRecord;
+    use crate::measure::collector::TaskRecord;
 
     fn rec(seq: u64, intended_ms: u64, start_ms: u64, end_ms: u64) -> TaskRecord {
         let ns = 1_000_000;

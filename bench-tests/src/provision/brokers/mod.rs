@@ -15,7 +15,7 @@ use std::time::Duration;
 use anyhow::{bail, Result};
 use serde::Serialize;
 
-use crate::python::PythonEnv;
+use crate::provision::python::PythonEnv;
 use crate::systems::System;
 
 /// The broker a run uses ("driver" in AsyncTasQ's words).

@@ -29,12 +29,12 @@ pub struct SummaryRow {
 }
 
 fn median(values: Vec<f64>) -> f64 {
-    crate::stats::median(&values)
+    crate::analysis::stats::median(&values)
 }
 
 /// Medians over each group of measured (non-warm-up) results, grouped as the summary does.
 pub fn summarize(results: &[RunResult]) -> Vec<SummaryRow> {
-    crate::summary::grouped(results)
+    crate::analysis::summary::grouped(results)
         .into_iter()
         .map(|(key, group)| {
             let m = |f: fn(&RunResult) -> f64| median(group.iter().map(|r| f(r)).collect());

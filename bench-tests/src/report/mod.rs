@@ -2,6 +2,10 @@
 //! from its raw runs only (so `cargo xtask report DIR` can regenerate them). Pure where it
 //! can be: `markdown` and `charts` return text, `write` puts it on disk.
 
+pub mod charts;
+pub mod output;
+pub mod table;
+
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::Path;
@@ -9,11 +13,11 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
-use crate::ceiling::Ceiling;
-use crate::charts::{self, Bar, LatencyBox, Series};
-use crate::criteria::{self, Verdict};
+use crate::analysis::criteria::{self, Verdict};
+use crate::analysis::summary::{self, Group, GroupKey, Summary};
+use crate::measure::ceiling::Ceiling;
 use crate::result::RunResult;
-use crate::summary::{self, Group, GroupKey, Summary};
+use charts::{Bar, LatencyBox, Series};
 
 /// Everything `summary.json` holds.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -30,10 +34,10 @@ pub struct SummaryFile {
     pub failures: Vec<String>,
     /// Stress ramps: each step's figures and the saturation point.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub stress: Vec<crate::stress::Ramp>,
+    pub stress: Vec<crate::workloads::stress::Ramp>,
     /// Automatic rate searches: probes and the highest sustainable rate per system.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub sweeps: Vec<crate::sweep::SweepOutcome>,
+    pub sweeps: Vec<crate::run::sweep::SweepOutcome>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -57,7 +61,7 @@ pub fn read_summary(dir: &Path) -> Option<SummaryFile> {
 }
 
 /// Reads `dir/sweeps/*.json` (none when the paced rates were given, not searched).
-pub fn load_sweeps(dir: &Path) -> Result<Vec<crate::sweep::SweepOutcome>> {
+pub fn load_sweeps(dir: &Path) -> Result<Vec<crate::run::sweep::SweepOutcome>> {
     let Ok(entries) = std::fs::read_dir(dir.join("sweeps")) else {
         return Ok(Vec::new());
     };
@@ -69,7 +73,7 @@ pub fn load_sweeps(dir: &Path) -> Result<Vec<crate::sweep::SweepOutcome>> {
             serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?,
         );
     }
-    sweeps.sort_by(|a: &crate::sweep::SweepOutcome, b| {
+    sweeps.sort_by(|a: &crate::run::sweep::SweepOutcome, b| {
         (&a.driver, &a.system, &a.variant).cmp(&(&b.driver, &b.system, &b.variant))
     });
     Ok(sweeps)
@@ -99,10 +103,12 @@ fn ceiling_summaries(ceilings: &[Ceiling], summary: &Summary) -> Vec<CeilingSumm
     by_driver
         .into_iter()
         .map(|(driver, list)| {
-            let enqueue =
-                crate::stats::describe(&list.iter().map(|c| c.enqueue_per_sec).collect::<Vec<_>>());
-            let dequeue =
-                crate::stats::describe(&list.iter().map(|c| c.dequeue_per_sec).collect::<Vec<_>>());
+            let enqueue = crate::analysis::stats::describe(
+                &list.iter().map(|c| c.enqueue_per_sec).collect::<Vec<_>>(),
+            );
+            let dequeue = crate::analysis::stats::describe(
+                &list.iter().map(|c| c.dequeue_per_sec).collect::<Vec<_>>(),
+            );
             let fractions = summary
                 .groups
                 .iter()
@@ -196,7 +202,7 @@ pub fn write(
         criteria: verdicts,
         ceilings: ceiling_summaries(ceilings, &summary),
         failures: failures.to_vec(),
-        stress: crate::stress::ramps(results),
+        stress: crate::workloads::stress::ramps(results),
         sweeps: load_sweeps(dir)?,
     };
     std::fs::create_dir_all(dir.join("charts"))?;
@@ -387,14 +393,14 @@ pub fn charts(results: &[RunResult], summary: &Summary) -> Result<Vec<(String, S
             ));
         }
         // Stress: throughput and memory growth per step of each ramp.
-        let ramps: Vec<crate::stress::Ramp> = crate::stress::ramps(
+        let ramps: Vec<crate::workloads::stress::Ramp> = crate::workloads::stress::ramps(
             &keys
                 .iter()
                 .flat_map(|k| groups[*k].iter().map(|r| (*r).clone()))
                 .collect::<Vec<_>>(),
         );
         if !ramps.is_empty() {
-            let series = |f: fn(&crate::stress::Step) -> Option<f64>| -> Vec<Series> {
+            let series = |f: fn(&crate::workloads::stress::Step) -> Option<f64>| -> Vec<Series> {
                 ramps
                     .iter()
                     .map(|r| Series {
@@ -880,12 +886,12 @@ fn mixed_section(
             .into_iter()
             .collect();
         for kind in kinds {
-            let of = |f: fn(&crate::mix::KindMetrics) -> f64| {
+            let of = |f: fn(&crate::workloads::mix::KindMetrics) -> f64| {
                 let v: Vec<f64> = runs
                     .iter()
                     .filter_map(|r| r.metrics.by_kind.as_ref()?.get(&kind).map(f))
                     .collect();
-                crate::stats::median(&v)
+                crate::analysis::stats::median(&v)
             };
             let _ = writeln!(
                 md,
@@ -901,7 +907,7 @@ fn mixed_section(
 }
 
 /// Automatic rate searches: how each system's highest sustainable rate was found.
-fn sweep_section(md: &mut String, sweeps: &[crate::sweep::SweepOutcome], driver: &str) {
+fn sweep_section(md: &mut String, sweeps: &[crate::run::sweep::SweepOutcome], driver: &str) {
     for sweep in sweeps.iter().filter(|s| s.driver == driver) {
         let probes: Vec<String> = sweep
             .probes
@@ -934,7 +940,7 @@ fn sweep_section(md: &mut String, sweeps: &[crate::sweep::SweepOutcome], driver:
 }
 
 /// Stress ramps: each step's figures and the saturation point.
-fn stress_section(md: &mut String, ramps: &[crate::stress::Ramp], driver: &str) {
+fn stress_section(md: &mut String, ramps: &[crate::workloads::stress::Ramp], driver: &str) {
     for ramp in ramps.iter().filter(|r| r.driver == driver) {
         let _ = writeln!(md, "\n### Ramp: {} {}\n", ramp.system, ramp.variant);
         let _ = writeln!(md, "| step (tasks) | n | tasks/s | enqueue/s | max depth | depth growth while sending, tasks/s (R²) | linear in | peak RSS MB | RSS growth MB | error rate |");
@@ -965,7 +971,7 @@ fn stress_section(md: &mut String, ramps: &[crate::stress::Ramp], driver: &str) 
                 md,
                 "\n**Saturation point: {step} tasks** — the first step where the queue depth grew linearly \
                  while the producer was sending (R² >= {}), i.e. tasks arrived faster than {} {} finished them.",
-                crate::depth::LINEAR_R2, ramp.system, ramp.variant
+                crate::measure::depth::LINEAR_R2, ramp.system, ramp.variant
             ),
             None => writeln!(
                 md,

@@ -93,7 +93,7 @@ impl ManagedChild {
                 Ok(())
             });
         }
-        let started_unix_ns = crate::clock::unix_ns();
+        let started_unix_ns = crate::measure::clock::unix_ns();
         let child = command
             .spawn()
             .with_context(|| format!("starting {name}: {:?}", command.get_program()))?;

@@ -1,21 +1,25 @@
 //! One repetition of one case: flush namespace → (drain: produce) → start workers →
 //! (live: produce) → wait for every task, bounded → stop workers → one `RunResult`.
 
+pub mod bench;
+pub mod space;
+pub mod sweep;
+
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 
-use crate::brokers::Driver;
-use crate::collector::{Collector, WaitEnd};
 use crate::harness::Harness;
-use crate::measure::{self, MeasureInput, ProducerWindow};
-use crate::mock_http::MockHttpServer;
-use crate::procs::ManagedChild;
+use crate::measure::collector::{Collector, WaitEnd};
+use crate::measure::metrics::{self, MeasureInput, ProducerWindow};
+use crate::measure::procs::ManagedChild;
+use crate::measure::sampler::Sampler;
+use crate::provision::brokers::Driver;
 use crate::result::{Configuration, DepthPoint, Environment, RunResult, TimePoint};
-use crate::sampler::Sampler;
-use crate::scenario::{Case, Mode};
-use crate::space::RunSpace;
+use crate::run::space::RunSpace;
 use crate::systems::{self, System};
+use crate::workloads::mock_http::MockHttpServer;
+use crate::workloads::{Case, Mode};
 
 /// Workers get this long to finish in-flight tasks after SIGTERM before SIGKILL.
 const WORKER_GRACE: Duration = Duration::from_secs(15);
@@ -53,7 +57,7 @@ impl RunRequest<'_> {
 /// A finished run with its latency histograms (for `.hgrm` files).
 pub struct RunOutput {
     pub result: RunResult,
-    pub histograms: measure::Histograms,
+    pub histograms: metrics::Histograms,
 }
 
 /// Runs one repetition. Errors (worker crash, timeout, stall) carry the run id, the
@@ -82,12 +86,12 @@ pub fn run_once(
     let mix = case.mix.as_ref().map(|spec| spec.sequence(case.task_count));
     let mix_file = space.dir().join("mix.txt");
     if let Some(kinds) = &mix {
-        crate::mix::write(&mix_file, kinds)?;
+        crate::workloads::mix::write(&mix_file, kinds)?;
     }
     // The tasks that make a request to the mock HTTP server: every one, or the mix's I/O ones.
     let expected_requests = match &mix {
-        Some(kinds) => crate::mix::counts(kinds)
-            .get(&crate::mix::Kind::Io)
+        Some(kinds) => crate::workloads::mix::counts(kinds)
+            .get(&crate::workloads::mix::Kind::Io)
             .copied()
             .unwrap_or(0),
         None if case.task == "io_fetch" => case.task_count,
@@ -196,7 +200,7 @@ pub fn run_once(
         if case.driver != Driver::Sqs && last_depth_read.is_none_or(|t| t.elapsed() >= depth_interval) {
             last_depth_read = Some(Instant::now());
             if let Ok(depth) = namespace.queue_depth(system, queue) {
-                depth_series.push((crate::clock::unix_ns(), depth));
+                depth_series.push((crate::measure::clock::unix_ns(), depth));
             }
         }
         for worker in workers.iter_mut() {
@@ -280,7 +284,7 @@ pub fn run_once(
         worker_spawn_ns: workers[0].started_unix_ns(),
         samples: &samples,
     };
-    let (mut metrics, histograms) = measure::metrics(&input);
+    let (mut metrics, histograms) = metrics::metrics(&input);
     metrics.worker_stopped_gracefully = graceful;
     metrics.message_bytes = message_bytes;
     if let Some(server) = &http {
@@ -294,7 +298,7 @@ pub fn run_once(
     }
     metrics.by_kind = mix
         .as_ref()
-        .map(|kinds| crate::mix::by_kind(kinds, &tally.records));
+        .map(|kinds| crate::workloads::mix::by_kind(kinds, &tally.records));
     match namespace.api_calls(queue) {
         Ok(Some(calls)) => {
             metrics.api_calls_per_task =
@@ -331,10 +335,10 @@ pub fn run_once(
             depth,
         })
         .collect();
-    metrics.queue_depth_max = crate::depth::max_depth(&queue_depth);
+    metrics.queue_depth_max = crate::measure::depth::max_depth(&queue_depth);
     if case.mode != Mode::Drain {
         let window = input.producer;
-        metrics.queue_depth_growth = crate::depth::growth(
+        metrics.queue_depth_growth = crate::measure::depth::growth(
             &queue_depth,
             since_spawn_ms(window.enqueue_start_ns),
             since_spawn_ms(window.enqueue_end_ns),
@@ -344,7 +348,7 @@ pub fn run_once(
 
     let result = RunResult {
         benchmark_id: req.run_id.clone(),
-        timestamp: crate::clock::rfc3339_now(),
+        timestamp: crate::measure::clock::rfc3339_now(),
         configuration: Configuration {
             system: system.name().into(),
             driver: case.driver.name().into(),
@@ -369,7 +373,7 @@ pub fn run_once(
             http_latency_ms: case.http_latency_ms,
             pbkdf2_iterations: case.pbkdf2_iterations,
             mix: case.mix.clone(),
-            mix_fingerprint: mix.as_deref().map(crate::mix::fingerprint),
+            mix_fingerprint: mix.as_deref().map(crate::workloads::mix::fingerprint),
         },
         metrics,
         errors,

@@ -15,8 +15,8 @@ use testcontainers::runners::SyncRunner;
 use testcontainers::{Container, GenericImage, ImageExt};
 
 use super::{Broker, BrokerInfo, Driver, Namespace, SourceSearch};
-use crate::procs::ManagedChild;
-use crate::python::PythonEnv;
+use crate::measure::procs::ManagedChild;
+use crate::provision::python::PythonEnv;
 use crate::systems::System;
 
 pub const ENV_ENDPOINT: &str = "BENCH_SQS_ENDPOINT";
@@ -161,12 +161,13 @@ fn admin(
     if let Some(url) = &endpoint.url {
         command.env("BENCH_SQS_ENDPOINT", url);
     }
-    let (status, stdout) = crate::procs::run_bounded("sqs-admin", &mut command, dir.path(), limit)?;
+    let (status, stdout) =
+        crate::measure::procs::run_bounded("sqs-admin", &mut command, dir.path(), limit)?;
     if !status.success() {
         bail!(
             "sqs {} failed: {}",
             args.join(" "),
-            crate::procs::tail_of_file(&dir.path().join("sqs-admin.err"), 5)
+            crate::measure::procs::tail_of_file(&dir.path().join("sqs-admin.err"), 5)
         );
     }
     Ok(serde_json::from_str(stdout.trim())?)
@@ -339,7 +340,7 @@ fn start_moto(
     command
         .args(["-H", "127.0.0.1", "-p", &port.to_string()])
         .current_dir(dir.path());
-    let mut child = crate::procs::spawn_server("moto-server", command, dir.path())?;
+    let mut child = crate::measure::procs::spawn_server("moto-server", command, dir.path())?;
     let deadline = Instant::now() + Duration::from_secs(30);
     while Instant::now() < deadline {
         if let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) {

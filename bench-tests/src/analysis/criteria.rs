@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::summary::Summary;
+use crate::analysis::summary::Summary;
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -69,8 +69,11 @@ impl Criterion {
                 self.name
             );
         }
-        if crate::summary::metric(&self.metric).is_none() {
-            let valid: Vec<&str> = crate::summary::METRICS.iter().map(|m| m.name).collect();
+        if crate::analysis::summary::metric(&self.metric).is_none() {
+            let valid: Vec<&str> = crate::analysis::summary::METRICS
+                .iter()
+                .map(|m| m.name)
+                .collect();
             anyhow::bail!(
                 "criterion '{}': unknown metric '{}'; valid metrics: {}",
                 self.name,
@@ -176,7 +179,7 @@ pub fn evaluate(criteria: &[Criterion], summary: &Summary) -> Vec<Verdict> {
                             && Criterion::optional(&c.versus_variant, variant_b)
                             // No variant named on the other side: compare like with like.
                             && (c.versus_variant.is_some()
-                                || crate::summary::same_sizes(variant_a, variant_b))
+                                || crate::analysis::summary::same_sizes(variant_a, variant_b))
                             && Criterion::optional(&c.driver, &cmp.driver)
                             && Criterion::optional(&c.mode, &cmp.mode);
                         if !matches {
@@ -216,7 +219,7 @@ pub fn evaluate(criteria: &[Criterion], summary: &Summary) -> Vec<Verdict> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::summary::{Comparison, Group};
+    use crate::analysis::summary::{Comparison, Group};
 
     fn group(system: &str, metric: &str, mean: f64) -> Group {
         Group {

@@ -40,7 +40,11 @@ impl RunDir {
     }
 
     /// One broker ceiling measurement (`ceilings/<driver>-r<rep>.json`).
-    pub fn write_ceiling(&self, ceiling: &crate::ceiling::Ceiling, repetition: u32) -> Result<()> {
+    pub fn write_ceiling(
+        &self,
+        ceiling: &crate::measure::ceiling::Ceiling,
+        repetition: u32,
+    ) -> Result<()> {
         let dir = self.path.join("ceilings");
         std::fs::create_dir_all(&dir)?;
         let file = dir.join(format!("{}-r{repetition}.json", ceiling.driver));
@@ -49,7 +53,7 @@ impl RunDir {
     }
 
     /// One automatic rate search (`sweeps/<system>-<driver>-<variant>.json`).
-    pub fn write_sweep(&self, sweep: &crate::sweep::SweepOutcome) -> Result<()> {
+    pub fn write_sweep(&self, sweep: &crate::run::sweep::SweepOutcome) -> Result<()> {
         let dir = self.path.join("sweeps");
         std::fs::create_dir_all(&dir)?;
         let file = dir.join(format!(

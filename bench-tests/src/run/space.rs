@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use anyhow::{bail, Result};
 
-use crate::brokers::{Broker, Driver, Namespace};
 use crate::harness::Harness;
+use crate::provision::brokers::{Broker, Driver, Namespace};
 use crate::systems::{self, RunEnv, System};
 
 /// Creating AsyncTasQ's tables takes a second or two; a minute means something is wrong.
@@ -73,14 +73,18 @@ impl RunSpace {
             && matches!(self.namespace.driver(), Driver::Postgres | Driver::Mysql)
         {
             let mut migrate = systems::asynctasq::migrate_command(env);
-            let (status, _) =
-                crate::procs::run_bounded("migrate", &mut migrate, self.dir(), MIGRATE_LIMIT)?;
+            let (status, _) = crate::measure::procs::run_bounded(
+                "migrate",
+                &mut migrate,
+                self.dir(),
+                MIGRATE_LIMIT,
+            )?;
             if !status.success() {
                 bail!(
                     "`asynctasq migrate --driver {}` failed ({status}): {}{}",
                     self.namespace.driver(),
-                    crate::procs::tail_of_file(&self.dir().join("migrate.err"), 25),
-                    crate::procs::tail_of_file(&self.dir().join("migrate.out"), 25)
+                    crate::measure::procs::tail_of_file(&self.dir().join("migrate.err"), 25),
+                    crate::measure::procs::tail_of_file(&self.dir().join("migrate.out"), 25)
                 );
             }
         }

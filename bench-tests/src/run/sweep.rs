@@ -14,7 +14,7 @@ use crate::harness::Harness;
 use crate::profile::Profile;
 use crate::result::RunResult;
 use crate::run::{self, RunRequest};
-use crate::scenario::{Case, Mode};
+use crate::workloads::{Case, Mode};
 
 /// While bracketing, an unsustainable probe is followed by one at this fraction of its
 /// rate, a sustained one (with no failure yet) by one at `STEP_UP` times it.
@@ -216,7 +216,7 @@ mod tests {
     use super::*;
 
     fn synthetic(throughput: f64, lateness: f64) -> RunResult {
-        let text = include_str!("../../fixtures/results/synthetic/runs/asynctasq-redis-throughput-asyncio-c10-drain-r0-synthetic.json");
+        let text = include_str!("../../../fixtures/results/synthetic/runs/asynctasq-redis-throughput-asyncio-c10-drain-r0-synthetic.json");
         let mut r: RunResult = serde_json::from_str(text).unwrap();
         r.metrics.throughput_tasks_per_sec = throughput;
         r.metrics.producer_lateness_p99_ms = Some(lateness);

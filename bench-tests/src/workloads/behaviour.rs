@@ -7,11 +7,11 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
 
-use crate::brokers::Driver;
-use crate::collector::{Collector, Tally};
 use crate::harness::Harness;
-use crate::procs::{self, ManagedChild};
-use crate::space::RunSpace;
+use crate::measure::collector::{Collector, Tally};
+use crate::measure::procs::{self, ManagedChild};
+use crate::provision::brokers::Driver;
+use crate::run::space::RunSpace;
 use crate::systems::{self, RunEnv, System, Variant};
 
 const LIMIT: Duration = Duration::from_secs(60);
@@ -91,7 +91,7 @@ pub fn visibility_recovery(h: &Harness, driver: Driver) -> Result<Redelivery> {
         !t.records.is_empty()
     })?;
     first.kill();
-    let killed_ns = crate::clock::unix_ns();
+    let killed_ns = crate::measure::clock::unix_ns();
     let mut second = start_worker(&env, &space, "worker2", "0")?;
     let tally = wait_until(&collector, &mut second, "the task to run again", |t| {
         !t.repeats.is_empty()

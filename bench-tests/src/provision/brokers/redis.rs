@@ -13,7 +13,7 @@ use testcontainers::{Container, ImageExt};
 use testcontainers_modules::redis::Redis as RedisImage;
 
 use super::{redact_url, Broker, BrokerInfo, Driver, Namespace, SourceSearch};
-use crate::procs::ManagedChild;
+use crate::measure::procs::ManagedChild;
 use crate::systems::System;
 
 pub const ENV_URL: &str = "BENCH_REDIS_URL";
@@ -294,7 +294,7 @@ fn start_local_server(
         ])
         .arg("--dir")
         .arg(dir.path());
-    let mut child = crate::procs::spawn_server("redis-server", command, dir.path())?;
+    let mut child = crate::measure::procs::spawn_server("redis-server", command, dir.path())?;
     let url = format!("redis://127.0.0.1:{port}");
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
@@ -302,7 +302,8 @@ fn start_local_server(
             return Ok((child, dir, url));
         }
         if child.try_exit().is_some() || Instant::now() > deadline {
-            let tail = child.stderr_tail(10) + &crate::procs::tail_of_file(child.stdout_path(), 10);
+            let tail = child.stderr_tail(10)
+                + &crate::measure::procs::tail_of_file(child.stdout_path(), 10);
             child.stop(Duration::from_secs(1));
             bail!("redis-server did not answer on port {port}: {tail}");
         }

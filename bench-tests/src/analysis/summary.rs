@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::analysis::stats::{self, Compare, Describe};
 use crate::result::RunResult;
-use crate::stats::{self, Compare, Describe};
 
 /// A metric the summary describes, and which direction is better.
 pub struct MetricDef {

@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
-use crate::collector::{Collector, WaitEnd};
 use crate::harness::Harness;
+use crate::measure::collector::{Collector, WaitEnd};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RecorderCost {
@@ -51,7 +51,7 @@ pub fn measure(h: &Harness, count: u64, batches: u64) -> Result<RecorderCost> {
     let total = count * batches;
     let collector = Collector::bind(&workdir.path().join("collector.sock"), &run_id, total)?;
     let namespace = h
-        .broker(crate::brokers::Driver::Redis)?
+        .broker(crate::provision::brokers::Driver::Redis)?
         .namespace("recorder")?;
     let mut command = std::process::Command::new(&h.python.python);
     command
@@ -71,7 +71,7 @@ pub fn measure(h: &Harness, count: u64, batches: u64) -> Result<RecorderCost> {
             "--redis-url",
             &namespace.celery_url(),
         ]);
-    let (status, stdout) = crate::procs::run_bounded(
+    let (status, stdout) = crate::measure::procs::run_bounded(
         "recorder-cost",
         &mut command,
         workdir.path(),
@@ -80,7 +80,7 @@ pub fn measure(h: &Harness, count: u64, batches: u64) -> Result<RecorderCost> {
     if !status.success() {
         bail!(
             "recorder cost script failed ({status}): {}",
-            crate::procs::tail_of_file(&workdir.path().join("recorder-cost.err"), 20)
+            crate::measure::procs::tail_of_file(&workdir.path().join("recorder-cost.err"), 20)
         );
     }
     let end = collector.wait_all(

@@ -110,8 +110,8 @@ pub struct MixedSizes {
 }
 
 impl MixedSizes {
-    pub fn spec(&self) -> crate::workloads::mix::MixSpec {
-        crate::workloads::mix::MixSpec {
+    pub fn spec(&self) -> crate::workloads::mixed::MixSpec {
+        crate::workloads::mixed::MixSpec {
             io_percent: self.io_percent,
             light_percent: self.light_percent,
             heavy_percent: self.heavy_percent,
@@ -131,22 +131,28 @@ pub struct StressSizes {
 }
 
 impl Profile {
-    /// Loads `infra/profiles/<name>.toml` under `root`.
-    pub fn load(root: &Path, name: &str) -> Result<Profile> {
-        if !NAMES.contains(&name) {
+    /// Loads a built-in profile, `infra/profiles/<name>.toml` under `root`, or a profile
+    /// of the user's own: a path to a TOML file of the same shape (e.g. a copy of
+    /// `local.toml` with other sizes).
+    pub fn load(root: &Path, name_or_path: &str) -> Result<Profile> {
+        let (path, builtin) = if NAMES.contains(&name_or_path) {
+            let file = format!("{name_or_path}.toml");
+            (root.join("infra/profiles").join(file), true)
+        } else if name_or_path.ends_with(".toml") || name_or_path.contains('/') {
+            (std::path::PathBuf::from(name_or_path), false)
+        } else {
             bail!(
-                "unknown profile '{name}'; valid profiles: {}",
+                "unknown profile '{name_or_path}'; valid profiles: {}, or a path to a TOML file (e.g. a copy of infra/profiles/local.toml)",
                 NAMES.join(", ")
             );
-        }
-        let path = root.join("infra/profiles").join(format!("{name}.toml"));
+        };
         let text = std::fs::read_to_string(&path)
             .with_context(|| format!("reading profile {}", path.display()))?;
         let profile: Profile =
             toml::from_str(&text).with_context(|| format!("parsing profile {}", path.display()))?;
-        if profile.name != name {
+        if builtin && profile.name != name_or_path {
             bail!(
-                "{} says name = '{}', expected '{name}'",
+                "{} says name = '{}', expected '{name_or_path}'",
                 path.display(),
                 profile.name
             );
@@ -209,7 +215,26 @@ mod tests {
             .to_string();
         assert_eq!(
             err,
-            "unknown profile 'huge'; valid profiles: ci, local, bare-metal, aws"
+            "unknown profile 'huge'; valid profiles: ci, local, bare-metal, aws, or a path to a TOML file (e.g. a copy of infra/profiles/local.toml)"
         );
+    }
+
+    #[test]
+    fn a_profile_of_the_users_own_loads_from_a_path() {
+        let root = crate::project_root();
+        let text = std::fs::read_to_string(root.join("infra/profiles/ci.toml"))
+            .unwrap()
+            .replace("name = \"ci\"", "name = \"mine\"")
+            .replace("task_count = 2000", "task_count = 123");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("mine.toml");
+        std::fs::write(&path, text).unwrap();
+        let profile = Profile::load(&root, path.to_str().unwrap()).unwrap();
+        assert_eq!(
+            (profile.name.as_str(), profile.throughput.task_count),
+            ("mine", 123)
+        );
+        let missing = Profile::load(&root, "/nonexistent/p.toml").unwrap_err();
+        assert!(format!("{missing:#}").contains("reading profile /nonexistent/p.toml"));
     }
 }

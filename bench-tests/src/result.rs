@@ -60,7 +60,7 @@ pub struct Configuration {
     /// Mixed runs: the shares and seed of the task kinds, and a fingerprint of the sequence
     /// (equal fingerprints: the same tasks in the same order).
     #[serde(default)]
-    pub mix: Option<crate::workloads::mix::MixSpec>,
+    pub mix: Option<crate::workloads::mixed::MixSpec>,
     #[serde(default)]
     pub mix_fingerprint: Option<String>,
     /// What a reader must weigh: an emulator instead of the real service, an experimental transport.
@@ -137,7 +137,7 @@ pub struct Metrics {
     pub queue_depth_growth: Option<crate::measure::depth::Growth>,
     /// Mixed runs: counts and service times per kind of task.
     #[serde(default)]
-    pub by_kind: Option<BTreeMap<String, crate::workloads::mix::KindMetrics>>,
+    pub by_kind: Option<BTreeMap<String, crate::workloads::mixed::KindMetrics>>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

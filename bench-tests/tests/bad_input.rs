@@ -32,7 +32,7 @@ fn plan_error(profile: &str, scenario: &str, system: &str, driver: &str) -> Stri
     "throughput",
     "celery",
     "redis",
-    "unknown profile 'huge'; valid profiles: ci, local, bare-metal, aws"
+    "unknown profile 'huge'; valid profiles: ci, local, bare-metal, aws, or a path to a TOML file (e.g. a copy of infra/profiles/local.toml)"
 )]
 #[case::scenario(
     "ci",
@@ -65,6 +65,51 @@ fn unknown_names_list_the_valid_ones(
     assert_eq!(plan_error(profile, scenario, system, driver), expected);
 }
 
+fn filtered(modes: &[&str], variants: &[&str]) -> anyhow::Result<BenchPlan> {
+    let request = BenchRequest {
+        profile: "ci".into(),
+        scenarios: vec!["throughput".into()],
+        modes: modes.iter().map(|m| m.to_string()).collect(),
+        variants: variants.iter().map(|v| v.to_string()).collect(),
+        ..Default::default()
+    };
+    BenchPlan::new(&bench_tests::project_root(), &request, 2)
+}
+
+#[test]
+fn unknown_mode_and_variant_list_the_valid_ones() {
+    assert_eq!(
+        filtered(&["burst"], &[]).unwrap_err().to_string(),
+        "unknown mode 'burst'; valid modes: drain, live, paced"
+    );
+    let err = filtered(&[], &["gevent-c9"]).unwrap_err().to_string();
+    assert!(
+        err.starts_with("unknown variant 'gevent-c9' for the chosen scenarios; valid variants: ")
+            && err.contains("asyncio-c10")
+            && err.contains("prefork-c2")
+            && err.contains("asyncio-c10-at100"),
+        "{err}"
+    );
+}
+
+/// A user can run only the drain of one variant (and the filters combine).
+#[test]
+fn mode_and_variant_filters_select_exactly_the_matching_cases() {
+    let plan = filtered(&["drain"], &["prefork-c2"]).unwrap();
+    let labels: Vec<String> = plan.cases.iter().map(|c| c.label()).collect();
+    assert_eq!(labels, ["celery-redis-throughput-prefork-c2-drain"]);
+    let paced = filtered(&["paced"], &["asyncio"]).unwrap();
+    assert!(
+        !paced.cases.is_empty()
+            && paced
+                .cases
+                .iter()
+                .all(|c| c.mode == Mode::Paced && c.variant.system == System::ASYNCTASQ),
+        "{:?}",
+        paced.cases.iter().map(|c| c.label()).collect::<Vec<_>>()
+    );
+}
+
 #[rstest]
 #[case::refused("redis://127.0.0.1:1")]
 #[case::blackholed("redis://10.255.255.1:6379")]
@@ -87,14 +132,14 @@ fn unreachable_broker_url_fails_fast_and_names_the_url(#[case] url: &str) {
 
 #[rstest]
 #[case::asynctasq_bad_setting(
-    System::Asynctasq,
+    System::ASYNCTASQ,
     "asyncio",
     "ASYNCTASQ_REDIS_DB",
     "99",
     "db must be between 0 and 15"
 )]
 #[case::celery_missing_app(
-    System::Celery,
+    System::CELERY,
     "threads",
     "PYTHONPATH",
     "/nonexistent",
@@ -133,7 +178,7 @@ fn worker_that_exits_at_start_shows_its_stderr(
 fn run_timeout_fails_and_leaves_no_process() {
     let h = common::harness();
     let profile = common::ci_profile();
-    let mut case = common::throughput_case(System::Celery, "prefork", Mode::Live);
+    let mut case = common::throughput_case(System::CELERY, "prefork", Mode::Live);
     case.task_count = 1_000_000;
     let mut request = common::request(&case, &profile);
     request.timeout = Duration::from_secs(4);

@@ -11,10 +11,10 @@ use bench_tests::workloads::Mode;
 use rstest::rstest;
 
 #[rstest]
-#[case::asynctasq_asyncio(System::Asynctasq, "asyncio")]
-#[case::celery_threads(System::Celery, "threads")]
-#[case::celery_prefork(System::Celery, "prefork")]
-#[case::celery_solo(System::Celery, "solo")]
+#[case::asynctasq_asyncio(System::ASYNCTASQ, "asyncio")]
+#[case::celery_threads(System::CELERY, "threads")]
+#[case::celery_prefork(System::CELERY, "prefork")]
+#[case::celery_solo(System::CELERY, "solo")]
 fn throughput_completes_exactly(
     #[case] system: System,
     #[case] pool: &str,
@@ -61,7 +61,7 @@ fn throughput_completes_exactly(
         out.result
             .environment
             .versions
-            .get(system.package())
+            .get(system.packages()[0])
             .map(String::as_str),
         Some(expected_version(system))
     );
@@ -78,9 +78,10 @@ fn throughput_completes_exactly(
 }
 
 fn expected_version(system: System) -> &'static str {
-    match system {
-        System::Asynctasq => "1.7.0",
-        System::Celery => "5.7.0",
+    if system == System::ASYNCTASQ {
+        "1.7.0"
+    } else {
+        "5.7.0"
     }
 }
 
@@ -267,8 +268,8 @@ fn shape(value: &serde_json::Value) -> serde_json::Value {
 /// Paced (open-loop) mode holds its rate well below capacity, and latency is measured
 /// from each task's intended time (so it includes any lateness of the producer).
 #[rstest]
-#[case::asynctasq(System::Asynctasq, "asyncio")]
-#[case::celery(System::Celery, "threads")]
+#[case::asynctasq(System::ASYNCTASQ, "asyncio")]
+#[case::celery(System::CELERY, "threads")]
 fn paced_mode_holds_its_rate(#[case] system: System, #[case] pool: &str) {
     let case = common::scenario_cases("throughput")
         .into_iter()
@@ -297,12 +298,12 @@ fn paced_mode_holds_its_rate(#[case] system: System, #[case] pool: &str) {
 /// The automatic sweep: the search starts from an unpaced live run, brackets the highest
 /// rate a paced probe keeps up with, and hands back rates at the profile's fractions of it.
 #[rstest]
-#[case::asynctasq(System::Asynctasq)]
-#[case::celery(System::Celery)]
+#[case::asynctasq(System::ASYNCTASQ)]
+#[case::celery(System::CELERY)]
 fn rate_search_finds_a_sustainable_maximum(#[case] system: System) {
     let profile = common::ci_profile();
     let h = common::harness();
-    let template = bench_tests::workloads::paced_templates(
+    let template = bench_tests::workloads::throughput::paced_templates(
         &profile,
         bench_tests::provision::brokers::Driver::Redis,
         h.cpus(),

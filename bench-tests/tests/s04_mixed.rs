@@ -3,7 +3,7 @@
 
 mod common;
 
-use bench_tests::workloads::mix;
+use bench_tests::workloads::mixed as mix;
 use rstest::rstest;
 
 #[rstest]

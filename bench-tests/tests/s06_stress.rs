@@ -9,7 +9,7 @@ use rstest::rstest;
 
 #[rstest]
 fn every_step_completes_exactly_and_its_depth_is_read(
-    #[values(System::Asynctasq, System::Celery)] system: System,
+    #[values(System::ASYNCTASQ, System::CELERY)] system: System,
 ) {
     let cases: Vec<_> = common::scenario_cases("stress")
         .into_iter()

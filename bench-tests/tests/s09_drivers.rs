@@ -15,7 +15,7 @@ use rstest::rstest;
 
 #[rstest]
 fn every_system_completes_exactly_on_every_broker(
-    #[values(System::Asynctasq, System::Celery)] system: System,
+    #[values(System::ASYNCTASQ, System::CELERY)] system: System,
     #[values(
         Driver::Redis,
         Driver::Postgres,
@@ -54,7 +54,7 @@ fn every_system_completes_exactly_on_every_broker(
         "{caveats:?}"
     );
     let experimental =
-        system == System::Celery && matches!(driver, Driver::Postgres | Driver::Mysql);
+        system == System::CELERY && matches!(driver, Driver::Postgres | Driver::Mysql);
     assert_eq!(
         caveats.iter().any(|c| c.contains("experimental")),
         experimental,
@@ -73,7 +73,7 @@ fn every_system_completes_exactly_on_every_broker(
 fn two_workers_on_one_sql_queue_share_no_task(
     #[values(Driver::Postgres, Driver::Mysql)] driver: Driver,
 ) {
-    let mut case = common::drivers_case(System::Asynctasq, driver);
+    let mut case = common::drivers_case(System::ASYNCTASQ, driver);
     case.worker_processes = 2;
     let out = common::try_run_ci(&case);
     match out {
@@ -100,7 +100,7 @@ fn only_configuration_differs_between_brokers() {
     let h = common::harness();
     let fixtures = h.fixtures();
     let dir = tempfile::tempdir().unwrap();
-    for system in System::ALL {
+    for &system in System::all() {
         let mut shapes = Vec::new();
         for driver in Driver::ALL {
             let broker = h.broker(driver).unwrap();

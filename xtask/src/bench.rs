@@ -5,23 +5,38 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use bench_tests::harness::{self, Harness};
+use bench_tests::provision::brokers::Driver;
 use bench_tests::run::bench::{self, BenchPlan, BenchRequest};
+use bench_tests::{systems, workloads};
 use clap::Args;
+
+/// `--x` help from the registry it names: what it does and the valid values.
+fn list_help(what: &str, valid: &[&str]) -> String {
+    list_help_or(what, valid, "all when omitted")
+}
+
+fn list_help_or(what: &str, valid: &[&str], default: &str) -> String {
+    format!("{what} (repeatable): {}; {default}", valid.join(", "))
+}
 
 #[derive(Args)]
 pub struct BenchArgs {
-    /// Sizes and repetitions: ci, local, bare-metal, aws.
+    /// Sizes and repetitions: ci, local, bare-metal, aws, or a path to a TOML file of
+    /// your own (a copy of infra/profiles/local.toml, say).
     #[arg(long, default_value = "local")]
     profile: String,
-    /// Scenario(s) to run (repeatable); all when omitted.
-    #[arg(long = "scenario")]
+    #[arg(long = "scenario", help = list_help("Scenario(s) to run", &workloads::names()))]
     scenarios: Vec<String>,
-    /// System(s) to run (repeatable): asynctasq, celery; all when omitted.
-    #[arg(long = "system")]
+    #[arg(long = "system", help = list_help("System(s) to run", &systems::names()))]
     systems: Vec<String>,
-    /// Broker(s) to run on (repeatable); all supported when omitted.
-    #[arg(long = "driver")]
+    #[arg(long = "driver", help = list_help_or("Broker(s) to run on", &Driver::ALL.map(Driver::name), "when omitted, each scenario's own (redis; every broker for drivers)"))]
     drivers: Vec<String>,
+    #[arg(long = "mode", help = list_help("Load mode(s)", &["drain", "live", "paced"]))]
+    modes: Vec<String>,
+    /// Variant(s) to run (repeatable), by label (`asyncio-c10`, `threads-c10-pf1`) or pool
+    /// (`prefork`); all when omitted. A wrong one lists the valid ones.
+    #[arg(long = "variant")]
+    variants: Vec<String>,
     /// Seed for the order of cases (recorded in every result); random when omitted.
     #[arg(long)]
     seed: Option<u64>,
@@ -50,6 +65,8 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
         scenarios: args.scenarios,
         systems: args.systems,
         drivers: args.drivers,
+        modes: args.modes,
+        variants: args.variants,
         seed: args.seed,
         rates: args.rates.as_deref().map(bench::parse_rates).transpose()?,
         repetitions: args.repetitions,

@@ -69,7 +69,7 @@ pub fn measure(h: &Harness, count: u64, batches: u64) -> Result<RecorderCost> {
             "--batches",
             &batches.to_string(),
             "--redis-url",
-            &namespace.celery_url(),
+            &namespace.connection_url(),
         ]);
     let (status, stdout) = crate::measure::procs::run_bounded(
         "recorder-cost",

@@ -50,9 +50,6 @@ const PACKAGES_TIMEOUT: Duration = Duration::from_secs(60);
 /// `VENV_CREATE_TIMEOUT + PIP_TIMEOUT` itself).
 const LOCK_TIMEOUT: Duration = Duration::from_secs(20 * 60);
 
-/// Packages every venv must hold; a venv without them is rebuilt.
-const KEY_PACKAGES: [&str; 2] = ["asynctasq", "celery"];
-
 /// A provisioned Python: the base interpreter and a venv with the pinned packages.
 #[derive(Debug, Clone)]
 pub struct PythonEnv {
@@ -451,7 +448,11 @@ fn read_packages(python: &Path) -> Result<BTreeMap<String, String>> {
     let line = out.stdout.lines().rev().find(|l| l.starts_with('{'));
     let packages: BTreeMap<String, String> = serde_json::from_str(line.unwrap_or(""))
         .with_context(|| format!("parsing package list from {}", python.display()))?;
-    if let Some(missing) = KEY_PACKAGES.iter().find(|p| !packages.contains_key(**p)) {
+    // Every registered system's packages: a venv without one is rebuilt.
+    if let Some(missing) = crate::systems::packages()
+        .into_iter()
+        .find(|p| !packages.contains_key(*p))
+    {
         bail!("package {missing} is not installed in the venv");
     }
     Ok(packages)

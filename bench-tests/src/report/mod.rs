@@ -886,7 +886,7 @@ fn mixed_section(
             .into_iter()
             .collect();
         for kind in kinds {
-            let of = |f: fn(&crate::workloads::mix::KindMetrics) -> f64| {
+            let of = |f: fn(&crate::workloads::mixed::KindMetrics) -> f64| {
                 let v: Vec<f64> = runs
                     .iter()
                     .filter_map(|r| r.metrics.by_kind.as_ref()?.get(&kind).map(f))

@@ -20,7 +20,7 @@ use crate::report::table::{self, SummaryRow};
 use crate::result::RunResult;
 use crate::run::{self, RunRequest};
 use crate::systems::System;
-use crate::workloads::{self, Case};
+use crate::workloads::{self, Case, Mode, Workload};
 
 /// What the user asked for, unvalidated (names as typed).
 #[derive(Debug, Clone, Default)]
@@ -29,6 +29,11 @@ pub struct BenchRequest {
     pub scenarios: Vec<String>,
     pub systems: Vec<String>,
     pub drivers: Vec<String>,
+    /// `drain`, `live`, `paced`: only cases of these modes.
+    pub modes: Vec<String>,
+    /// Variant labels (`asyncio-c10`, `prefork-c2`, ...) or pools (`prefork`): only cases
+    /// whose variant is one of them.
+    pub variants: Vec<String>,
     pub seed: Option<u64>,
     /// Paced (open-loop) rates, tasks/s, replacing the profile's; an empty list searches
     /// each system's highest sustainable rate instead (`--rates auto`).
@@ -52,6 +57,12 @@ pub fn parse_rates(text: &str) -> Result<Vec<f64>> {
             })
         })
         .collect()
+}
+
+/// `--variant` matches a case's variant label (`threads-c10`, `asyncio-c10-at500`), its
+/// variant without rate or step (`asyncio-c10`), or its pool (`prefork`).
+fn variant_matches(filter: &str, case: &Case) -> bool {
+    filter == case.variant_label() || filter == case.variant.label() || filter == case.variant.pool
 }
 
 /// A validated request: the profile and the cases to run.
@@ -93,40 +104,62 @@ impl BenchPlan {
             .iter()
             .map(|d| Driver::parse(d))
             .collect::<Result<Vec<_>>>()?;
-        let scenarios: Vec<&str> = match request.scenarios.is_empty() {
-            true => workloads::NAMES.to_vec(),
+        let modes = request
+            .modes
+            .iter()
+            .map(|m| Mode::parse(m))
+            .collect::<Result<Vec<_>>>()?;
+        let scenarios: Vec<&dyn Workload> = match request.scenarios.is_empty() {
+            true => workloads::REGISTRY.to_vec(),
             false => request
                 .scenarios
                 .iter()
-                .map(|s| workloads::check_name(s))
+                .map(|s| workloads::get(s))
                 .collect::<Result<Vec<_>>>()?,
         };
+        let chosen = |c: &Case| {
+            (systems.is_empty() || systems.contains(&c.variant.system))
+                && (modes.is_empty() || modes.contains(&c.mode))
+                && (request.variants.is_empty()
+                    || request.variants.iter().any(|v| variant_matches(v, c)))
+        };
+        let mut every = Vec::new();
         let mut cases = Vec::new();
         let mut sweeps = Vec::new();
-        for name in scenarios {
+        for workload in scenarios {
             let drivers = if chosen_drivers.is_empty() {
-                workloads::default_drivers(name)
+                workload.default_drivers()
             } else {
                 chosen_drivers.clone()
             };
-            let chosen = |c: &Case| systems.is_empty() || systems.contains(&c.variant.system);
             for driver in drivers {
-                cases.extend(
-                    workloads::cases(&profile, name, driver, cpus)?
+                let found = workload.cases(&profile, driver, cpus);
+                every.extend(found.iter().cloned());
+                cases.extend(found.into_iter().filter(&chosen));
+                sweeps.extend(
+                    workload
+                        .rate_search_templates(&profile, driver, cpus)
                         .into_iter()
-                        .filter(chosen),
+                        .filter(&chosen),
                 );
-                if name == "throughput" && profile.throughput.paced_rates.is_empty() {
-                    sweeps.extend(
-                        workloads::paced_templates(&profile, driver, cpus)
-                            .into_iter()
-                            .filter(chosen),
-                    );
-                }
             }
         }
-        if cases.is_empty() {
-            bail!("the selection matches no case");
+        if let Some(unknown) = request
+            .variants
+            .iter()
+            .find(|v| !every.iter().any(|c| variant_matches(v, c)))
+        {
+            let mut valid: Vec<String> = every.iter().map(|c| c.variant_label()).collect();
+            valid.extend(every.iter().map(|c| c.variant.pool.clone()));
+            valid.sort();
+            valid.dedup();
+            bail!(
+                "unknown variant '{unknown}' for the chosen scenarios; valid variants: {}",
+                valid.join(", ")
+            );
+        }
+        if cases.is_empty() && sweeps.is_empty() {
+            bail!("the selection matches no case; drop a --system, --driver, --mode or --variant filter");
         }
         let seed = request
             .seed
@@ -140,12 +173,12 @@ impl BenchPlan {
         })
     }
 
-    /// The brokers the plan's cases of `scenario` use, in order.
-    pub fn drivers_of(&self, scenario: &str) -> Vec<Driver> {
+    /// The brokers whose own ceiling is measured: those of workloads that ask for it.
+    pub fn ceiling_drivers(&self) -> Vec<Driver> {
         let mut drivers: Vec<Driver> = self
             .cases
             .iter()
-            .filter(|c| c.scenario == scenario)
+            .filter(|c| workloads::get(c.scenario).is_ok_and(|w| w.measures_broker_ceiling()))
             .map(|c| c.driver)
             .collect();
         drivers.sort();
@@ -365,7 +398,7 @@ fn measure_ceilings(
     failures: &mut Vec<String>,
 ) {
     let sizes = &plan.profile.drivers;
-    let drivers: Vec<Driver> = plan.drivers_of("drivers");
+    let drivers: Vec<Driver> = plan.ceiling_drivers();
     for driver in drivers {
         let messages = if driver == Driver::Sqs {
             sizes.sqs_task_count

@@ -17,9 +17,8 @@ use crate::measure::sampler::Sampler;
 use crate::provision::brokers::Driver;
 use crate::result::{Configuration, DepthPoint, Environment, RunResult, TimePoint};
 use crate::run::space::RunSpace;
-use crate::systems::{self, System};
-use crate::workloads::mock_http::MockHttpServer;
-use crate::workloads::{Case, Mode};
+use crate::systems;
+use crate::workloads::{self, Case, Finished, Mode};
 
 /// Workers get this long to finish in-flight tasks after SIGTERM before SIGKILL.
 const WORKER_GRACE: Duration = Duration::from_secs(15);
@@ -76,47 +75,19 @@ pub fn run_once(
         &req.run_id,
         case.task_count,
     )?;
+    // What the workload adds: its services (alive until the run ends), files, task env.
+    let workload = workloads::get(case.scenario)?.start_run(case, space.dir())?;
     let mut env = space.env(
         h,
         collector.socket_path(),
         &req.run_id,
         case.celery_prefetch_multiplier,
     );
-    // Mixed runs: the seeded sequence of kinds, read by the producer from a file.
-    let mix = case.mix.as_ref().map(|spec| spec.sequence(case.task_count));
-    let mix_file = space.dir().join("mix.txt");
-    if let Some(kinds) = &mix {
-        crate::workloads::mix::write(&mix_file, kinds)?;
-    }
-    // The tasks that make a request to the mock HTTP server: every one, or the mix's I/O ones.
-    let expected_requests = match &mix {
-        Some(kinds) => crate::workloads::mix::counts(kinds)
-            .get(&crate::workloads::mix::Kind::Io)
-            .copied()
-            .unwrap_or(0),
-        None if case.task == "io_fetch" => case.task_count,
-        None => 0,
-    };
-    // I/O tasks call a mock HTTP server the harness starts for the run and counts.
-    let http = if expected_requests > 0 {
-        Some(MockHttpServer::start()?)
-    } else {
-        None
-    };
-    if let Some(server) = &http {
-        env.task_env.push(("BENCH_HTTP_URL".into(), server.url()));
-        env.task_env.push((
-            "BENCH_HTTP_LATENCY_MS".into(),
-            case.http_latency_ms.unwrap_or(100).to_string(),
-        ));
-    }
-    if let Some(iterations) = case.pbkdf2_iterations {
-        env.task_env
-            .push(("BENCH_PBKDF2_ITERATIONS".into(), iterations.to_string()));
-    }
+    env.task_env.extend(workload.task_env());
     let env = env;
     let system = case.variant.system;
-    let (namespace, queue) = (space.namespace.as_ref(), space.queue.as_str());
+    let namespace = space.namespace.as_ref();
+    let queue = space.queue_ref(system);
     let depth = || space.depth(system);
     let producer_command = || {
         let mut command = systems::producer_command(
@@ -130,9 +101,7 @@ pub fn run_once(
         if let Some(rate) = case.rate {
             command.args(["--rate", &rate.to_string()]);
         }
-        if mix.is_some() {
-            command.arg("--mix").arg(&mix_file);
-        }
+        command.args(workload.producer_args());
         command
     };
     let mut errors = Vec::new();
@@ -148,7 +117,7 @@ pub fn run_once(
             ManagedChild::spawn("producer", &mut producer_command(), space.dir())?;
         let status = drain_producer.wait_exit(deadline.saturating_duration_since(Instant::now()));
         window = Some(producer_result(&mut drain_producer, status, &req.run_id)?);
-        match namespace.queue_depth(system, queue) {
+        match namespace.queue_depth(&queue) {
             Ok(queued) if queued == case.task_count => {}
             Ok(queued) => errors.push(format!(
                 "after the producer finished the broker held {queued} of {} tasks",
@@ -156,7 +125,7 @@ pub fn run_once(
             )),
             Err(e) => errors.push(format!("could not read the queue depth: {e:#}")),
         }
-        match namespace.message_bytes(system, queue) {
+        match namespace.message_bytes(&queue) {
             Ok(bytes) => message_bytes = Some(bytes),
             Err(e) => errors.push(format!("could not read a message's size: {e:#}")),
         }
@@ -199,7 +168,7 @@ pub fn run_once(
         on_progress(done);
         if case.driver != Driver::Sqs && last_depth_read.is_none_or(|t| t.elapsed() >= depth_interval) {
             last_depth_read = Some(Instant::now());
-            if let Ok(depth) = namespace.queue_depth(system, queue) {
+            if let Ok(depth) = namespace.queue_depth(&queue) {
                 depth_series.push((crate::measure::clock::unix_ns(), depth));
             }
         }
@@ -287,19 +256,7 @@ pub fn run_once(
     let (mut metrics, histograms) = metrics::metrics(&input);
     metrics.worker_stopped_gracefully = graceful;
     metrics.message_bytes = message_bytes;
-    if let Some(server) = &http {
-        let requests = server.requests();
-        metrics.http_requests = Some(requests);
-        if requests != expected_requests {
-            errors.push(format!(
-                "the mock HTTP server saw {requests} requests for {expected_requests} I/O tasks"
-            ));
-        }
-    }
-    metrics.by_kind = mix
-        .as_ref()
-        .map(|kinds| crate::workloads::mix::by_kind(kinds, &tally.records));
-    match namespace.api_calls(queue) {
+    match namespace.api_calls(&space.queue) {
         Ok(Some(calls)) => {
             metrics.api_calls_per_task =
                 Some(calls.values().sum::<u64>() as f64 / case.task_count as f64);
@@ -346,35 +303,45 @@ pub fn run_once(
         );
     }
 
+    errors.extend(workload.finish(
+        &Finished {
+            tally: &tally,
+            queue_depth: &queue_depth,
+            task_count: case.task_count,
+        },
+        &mut metrics,
+    ));
+    let mut configuration = Configuration {
+        system: system.name().into(),
+        driver: case.driver.name().into(),
+        workers: case.variant.concurrency,
+        worker_processes: case.worker_processes,
+        task_count: case.task_count,
+        scenario: case.scenario.into(),
+        mode: case.mode.name().into(),
+        variant: case.variant_label(),
+        pool: case.variant.pool.clone(),
+        profile: req.profile_name.into(),
+        repetition: req.repetition,
+        warmup: req.warmup,
+        order_seed: req.order_seed,
+        position_in_repetition: req.position,
+        producer_batch: case.producer_batch,
+        celery_prefetch_multiplier: None,
+        celery_acks: None,
+        broker_source: space.broker.info().source.clone(),
+        caveats: systems::caveats(system, namespace),
+        http_latency_ms: case.http_latency_ms,
+        pbkdf2_iterations: case.pbkdf2_iterations,
+        mix: case.mix.clone(),
+        mix_fingerprint: None,
+    };
+    system.record_settings(case, &mut configuration);
+    workload.record(&mut configuration);
     let result = RunResult {
         benchmark_id: req.run_id.clone(),
         timestamp: crate::measure::clock::rfc3339_now(),
-        configuration: Configuration {
-            system: system.name().into(),
-            driver: case.driver.name().into(),
-            workers: case.variant.concurrency,
-            worker_processes: case.worker_processes,
-            task_count: case.task_count,
-            scenario: case.scenario.into(),
-            mode: case.mode.name().into(),
-            variant: case.variant_label(),
-            pool: case.variant.pool.clone(),
-            profile: req.profile_name.into(),
-            repetition: req.repetition,
-            warmup: req.warmup,
-            order_seed: req.order_seed,
-            position_in_repetition: req.position,
-            producer_batch: case.producer_batch,
-            celery_prefetch_multiplier: (system == System::Celery)
-                .then_some(case.celery_prefetch_multiplier),
-            celery_acks: (system == System::Celery).then(|| "early (Celery default)".to_string()),
-            broker_source: space.broker.info().source.clone(),
-            caveats: systems::caveats(system, namespace),
-            http_latency_ms: case.http_latency_ms,
-            pbkdf2_iterations: case.pbkdf2_iterations,
-            mix: case.mix.clone(),
-            mix_fingerprint: mix.as_deref().map(crate::workloads::mix::fingerprint),
-        },
+        configuration,
         metrics,
         errors,
         environment: Environment {

@@ -3,16 +3,12 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 
 use crate::harness::Harness;
-use crate::provision::brokers::{Broker, Driver, Namespace};
-use crate::systems::{self, RunEnv, System};
-
-/// Creating AsyncTasQ's tables takes a second or two; a minute means something is wrong.
-const MIGRATE_LIMIT: Duration = Duration::from_secs(60);
+use crate::provision::brokers::{Broker, Driver, Namespace, QueueRef};
+use crate::systems::{RunEnv, System};
 
 pub struct RunSpace {
     pub broker: Arc<dyn Broker>,
@@ -65,36 +61,22 @@ impl RunSpace {
         }
     }
 
-    /// Makes the queue usable by `system`: the broker's own preparation (an SQS queue) and,
-    /// for AsyncTasQ on PostgreSQL/MySQL, `asynctasq migrate`.
+    /// Makes the queue usable by `system`: the broker's own preparation (an SQS queue),
+    /// then the system's (AsyncTasQ's tables on PostgreSQL/MySQL).
     pub fn prepare(&self, system: System, env: &RunEnv) -> Result<()> {
-        self.namespace.prepare(system, &self.queue)?;
-        if system == System::Asynctasq
-            && matches!(self.namespace.driver(), Driver::Postgres | Driver::Mysql)
-        {
-            let mut migrate = systems::asynctasq::migrate_command(env);
-            let (status, _) = crate::measure::procs::run_bounded(
-                "migrate",
-                &mut migrate,
-                self.dir(),
-                MIGRATE_LIMIT,
-            )?;
-            if !status.success() {
-                bail!(
-                    "`asynctasq migrate --driver {}` failed ({status}): {}{}",
-                    self.namespace.driver(),
-                    crate::measure::procs::tail_of_file(&self.dir().join("migrate.err"), 25),
-                    crate::measure::procs::tail_of_file(&self.dir().join("migrate.out"), 25)
-                );
-            }
-        }
-        Ok(())
+        self.namespace.prepare(&self.queue)?;
+        system.prepare(env, self.dir())
+    }
+
+    /// Where `system`'s pending messages of this run's queue wait.
+    pub fn queue_ref(&self, system: System) -> QueueRef {
+        system.queue_ref(self.namespace.driver(), &self.queue)
     }
 
     /// The queue's depth for messages, or why it could not be read.
     pub fn depth(&self, system: System) -> String {
         self.namespace
-            .queue_depth(system, &self.queue)
+            .queue_depth(&self.queue_ref(system))
             .map_or_else(|e| format!("unknown ({e:#})"), |d| d.to_string())
     }
 }

@@ -1,65 +1,163 @@
-//! Systems under test: how to start each one's worker (its own CLI) and producer (its
-//! own client API, in `fixtures/python/tasq_fixtures/produce.py`) for a given variant.
+//! Systems under test. Each is one module implementing [`QueueSystem`]: how to start its
+//! worker (its own CLI) and its producer (its own client API, in
+//! `fixtures/python/tasq_fixtures/produce.py`), how its configuration is verified from its
+//! own output, which brokers and pools it supports, where its messages wait on each broker,
+//! and which packages' versions are recorded. [`REGISTRY`] lists them; names, `--system`
+//! help and errors come from it.
+//!
+//! Adding a queue: its module here, one line in [`REGISTRY`], its fixture tasks and its pins.
 
 pub mod asynctasq;
 pub mod celery;
 
+use std::collections::BTreeMap;
 use std::fmt;
+use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{bail, Result};
-use serde::Serialize;
+use serde::{Serialize, Serializer};
 
-use crate::provision::brokers::{Driver, Namespace};
+use crate::provision::brokers::{Driver, Namespace, QueueRef};
 use crate::provision::python::PythonEnv;
+use crate::result::Configuration;
+use crate::workloads::Case;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum System {
-    Asynctasq,
-    Celery,
+/// One task queue under test.
+pub trait QueueSystem: Sync {
+    /// Lowercase name used on the command line and in results, e.g. `celery`.
+    fn name(&self) -> &'static str;
+    /// Python distributions whose installed versions every result records.
+    fn packages(&self) -> &'static [&'static str];
+    /// Brokers it can use.
+    fn drivers(&self) -> &'static [Driver];
+    /// Pools (execution models) it offers, as its variants name them.
+    fn pools(&self) -> &'static [&'static str];
+    /// Its worker, started with its own CLI for `variant`.
+    fn worker_command(&self, variant: &Variant, env: &RunEnv) -> Command;
+    /// A Python command with this system's configuration for the run's broker in its
+    /// environment (the producer and any helper script run through it).
+    fn configured(&self, env: &RunEnv, program: PathBuf) -> Command;
+    /// What must exist before its first task is sent (e.g. AsyncTasQ's SQL tables).
+    fn prepare(&self, _env: &RunEnv, _dir: &Path) -> Result<()> {
+        Ok(())
+    }
+    /// Lines its worker's own output must contain when `variant` took effect on `driver`.
+    fn expected_log(&self, variant: &Variant, driver: Driver) -> Vec<String>;
+    /// Where its pending messages of `queue` wait on `driver`, for depth and size reads.
+    fn queue_ref(&self, driver: Driver, queue: &str) -> QueueRef;
+    /// Results on `driver` that readers must weigh differently.
+    fn caveats(&self, _driver: Driver) -> Vec<String> {
+        Vec::new()
+    }
+    /// States its settings for `case` in the result (prefetch, acks, ...).
+    fn record_settings(&self, _case: &Case, _configuration: &mut Configuration) {}
 }
 
+/// A handle on a registered system: compared, ordered and serialized by name.
+#[derive(Clone, Copy)]
+pub struct System(&'static dyn QueueSystem);
+
 impl System {
-    pub const ALL: [System; 2] = [System::Asynctasq, System::Celery];
+    pub const ASYNCTASQ: System = System(&asynctasq::AsyncTasq);
+    pub const CELERY: System = System(&celery::Celery);
+
+    pub fn all() -> &'static [System] {
+        &REGISTRY
+    }
 
     pub fn name(self) -> &'static str {
-        match self {
-            System::Asynctasq => "asynctasq",
-            System::Celery => "celery",
-        }
+        self.0.name()
     }
 
     pub fn parse(name: &str) -> Result<System> {
-        match System::ALL.into_iter().find(|s| s.name() == name) {
-            Some(system) => Ok(system),
+        match REGISTRY.iter().find(|s| s.name() == name) {
+            Some(system) => Ok(*system),
             None => bail!(
                 "unknown system '{name}'; valid systems: {}",
-                System::ALL.map(System::name).join(", ")
+                names().join(", ")
             ),
         }
     }
 
-    /// The Python distribution whose version is recorded for this system.
-    pub fn package(self) -> &'static str {
-        self.name()
+    /// Whether the system can run on `driver`.
+    pub fn supports(self, driver: Driver) -> bool {
+        self.0.drivers().contains(&driver)
     }
 }
 
+/// Every system the harness can measure, in the order runs and reports list them.
+pub static REGISTRY: [System; 2] = [System::ASYNCTASQ, System::CELERY];
+
+pub fn names() -> Vec<&'static str> {
+    REGISTRY.iter().map(|s| s.name()).collect()
+}
+
+/// Packages whose versions the venv must hold and results record, over every system.
+pub fn packages() -> Vec<&'static str> {
+    REGISTRY
+        .iter()
+        .flat_map(|s| s.packages())
+        .copied()
+        .collect()
+}
+
+impl std::ops::Deref for System {
+    type Target = dyn QueueSystem;
+    fn deref(&self) -> &Self::Target {
+        self.0
+    }
+}
+
+impl PartialEq for System {
+    fn eq(&self, other: &Self) -> bool {
+        self.name() == other.name()
+    }
+}
+impl Eq for System {}
+impl Hash for System {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.name().hash(state)
+    }
+}
+impl PartialOrd for System {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for System {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.name().cmp(other.name())
+    }
+}
 impl fmt::Display for System {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
     }
 }
+impl fmt::Debug for System {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+impl Serialize for System {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
+    }
+}
 
-/// How a system's worker executes tasks: the pool and its size.
+/// How a system's worker executes tasks: the pool, its size, and options that change how
+/// tasks run (an HTTP client, an ack mode), each shown in the label.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Variant {
     pub system: System,
-    /// asyncio (AsyncTasQ), threads, prefork or solo (Celery).
+    /// asyncio (AsyncTasQ), threads, prefork, solo, gevent, eventlet (Celery), ...
     pub pool: String,
     pub concurrency: u32,
+    /// Named options the system module turns into its configuration, e.g. `http=httpx`,
+    /// `acks=late`. Ordered by name.
+    pub options: BTreeMap<String, String>,
 }
 
 impl Variant {
@@ -68,12 +166,26 @@ impl Variant {
             system,
             pool: pool.to_string(),
             concurrency,
+            options: BTreeMap::new(),
         }
     }
 
-    /// e.g. `asyncio-c10`.
+    pub fn with(mut self, option: &str, value: &str) -> Variant {
+        self.options.insert(option.into(), value.into());
+        self
+    }
+
+    pub fn option(&self, name: &str) -> Option<&str> {
+        self.options.get(name).map(String::as_str)
+    }
+
+    /// e.g. `asyncio-c10`, `threads-c10-acks_late`, `gevent-c50-http_httpx`.
     pub fn label(&self) -> String {
-        format!("{}-c{}", self.pool, self.concurrency)
+        let mut label = format!("{}-c{}", self.pool, self.concurrency);
+        for (name, value) in &self.options {
+            label.push_str(&format!("-{name}_{value}"));
+        }
+        label
     }
 }
 
@@ -114,10 +226,7 @@ impl RunEnv<'_> {
 
 /// The worker command of a variant.
 pub fn worker_command(variant: &Variant, env: &RunEnv) -> Command {
-    match variant.system {
-        System::Asynctasq => asynctasq::worker_command(variant, env),
-        System::Celery => celery::worker_command(variant, env),
-    }
+    variant.system.worker_command(variant, env)
 }
 
 /// The producer command: enqueues tasks `first..first+count` through the system's client.
@@ -129,10 +238,7 @@ pub fn producer_command(
     count: u64,
     batch: u32,
 ) -> Command {
-    let mut command = match system {
-        System::Asynctasq => asynctasq::configured(env, env.python.python.clone()),
-        System::Celery => celery::configured(env, env.python.python.clone()),
-    };
+    let mut command = system.configured(env, env.python.python.clone());
     command.args([
         "-m",
         "tasq_fixtures.produce",
@@ -163,11 +269,9 @@ pub fn verify_worker_config(
     stderr: &str,
 ) -> Vec<String> {
     let log = format!("{stdout}\n{stderr}");
-    let expected = match variant.system {
-        System::Asynctasq => asynctasq::expected_log(variant, driver),
-        System::Celery => celery::expected_log(variant, driver),
-    };
-    expected
+    variant
+        .system
+        .expected_log(variant, driver)
         .into_iter()
         .filter(|needle| !log.contains(needle.as_str()))
         .map(|needle| format!("{} worker log does not confirm '{needle}'", variant.system))
@@ -177,9 +281,7 @@ pub fn verify_worker_config(
 /// Results of a system on a broker that readers must weigh differently.
 pub fn caveats(system: System, broker: &dyn Namespace) -> Vec<String> {
     let mut caveats: Vec<String> = broker.caveat().into_iter().collect();
-    if system == System::Celery && matches!(broker.driver(), Driver::Postgres | Driver::Mysql) {
-        caveats.push("experimental: Celery through kombu's SQLAlchemy transport".into());
-    }
+    caveats.extend(system.caveats(broker.driver()));
     caveats
 }
 
@@ -189,8 +291,27 @@ mod tests {
 
     #[test]
     fn parse_lists_valid_systems() {
-        assert_eq!(System::parse("celery").unwrap(), System::Celery);
+        assert_eq!(System::parse("celery").unwrap(), System::CELERY);
         let err = System::parse("rq").unwrap_err().to_string();
         assert_eq!(err, "unknown system 'rq'; valid systems: asynctasq, celery");
+    }
+
+    #[test]
+    fn every_registered_system_names_its_packages_brokers_and_pools() {
+        for system in System::all() {
+            assert!(!system.packages().is_empty(), "{system}");
+            assert!(!system.drivers().is_empty(), "{system}");
+            assert!(!system.pools().is_empty(), "{system}");
+        }
+        assert_eq!(packages(), ["asynctasq", "celery"]);
+    }
+
+    #[test]
+    fn options_show_in_the_label_in_name_order() {
+        let v = Variant::new(System::CELERY, "gevent", 50)
+            .with("http", "httpx")
+            .with("acks", "late");
+        assert_eq!(v.label(), "gevent-c50-acks_late-http_httpx");
+        assert_eq!(v.option("http"), Some("httpx"));
     }
 }

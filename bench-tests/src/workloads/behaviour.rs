@@ -45,7 +45,7 @@ pub fn dead_letter_delay(h: &Harness, driver: Driver) -> Result<DeadLetterTiming
     let run_id = format!("dlq-{driver}-{:08x}", rand::random::<u32>());
     let collector = Collector::bind(&space.dir().join("collector.sock"), &run_id, 1)?;
     let env = space.env(h, collector.socket_path(), &run_id, 4);
-    space.prepare(System::Asynctasq, &env)?;
+    space.prepare(System::ASYNCTASQ, &env)?;
     produce(&env, &space, "always_fails")?;
     let mut worker = start_worker(&env, &space, "worker", "0")?;
     let tally = wait_until(
@@ -84,7 +84,7 @@ pub fn visibility_recovery(h: &Harness, driver: Driver) -> Result<Redelivery> {
     let run_id = format!("redeliver-{driver}-{:08x}", rand::random::<u32>());
     let collector = Collector::bind(&space.dir().join("collector.sock"), &run_id, 1)?;
     let env = space.env(h, collector.socket_path(), &run_id, 4);
-    space.prepare(System::Asynctasq, &env)?;
+    space.prepare(System::ASYNCTASQ, &env)?;
     produce(&env, &space, "slow_first")?;
     let mut first = start_worker(&env, &space, "worker", "600")?;
     wait_until(&collector, &mut first, "the task to start", |t| {
@@ -108,7 +108,7 @@ pub fn visibility_recovery(h: &Harness, driver: Driver) -> Result<Redelivery> {
 }
 
 fn produce(env: &RunEnv, space: &RunSpace, task: &str) -> Result<()> {
-    let mut command = systems::producer_command(System::Asynctasq, env, task, 0, 1, 1);
+    let mut command = systems::producer_command(System::ASYNCTASQ, env, task, 0, 1, 1);
     let (status, _) = procs::run_bounded("producer", &mut command, space.dir(), LIMIT)?;
     if !status.success() {
         bail!(
@@ -126,7 +126,7 @@ fn start_worker(
     name: &str,
     slow_seconds: &str,
 ) -> Result<ManagedChild> {
-    let variant = Variant::new(System::Asynctasq, "asyncio", 1);
+    let variant = Variant::new(System::ASYNCTASQ, "asyncio", 1);
     let mut command = systems::worker_command(&variant, env);
     command.env("BENCH_SLOW_SECONDS", slow_seconds);
     ManagedChild::spawn(name, &mut command, space.dir())

@@ -6,7 +6,37 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use super::{Case, Mode, Workload};
+use crate::profile::Profile;
+use crate::provision::brokers::Driver;
 use crate::result::RunResult;
+use crate::systems::{System, Variant};
+
+pub struct Stress;
+
+impl Workload for Stress {
+    fn name(&self) -> &'static str {
+        "stress"
+    }
+
+    /// A burst of each step's size while the worker runs (live), AsyncTasQ and Celery
+    /// threads at the same fixed concurrency; queue depth is read through each step.
+    fn cases(&self, profile: &Profile, driver: Driver, _cpus: u32) -> Vec<Case> {
+        let sizes = &profile.stress;
+        let mut cases = Vec::new();
+        for &step in &sizes.steps {
+            for variant in [
+                Variant::new(System::ASYNCTASQ, "asyncio", sizes.concurrency),
+                Variant::new(System::CELERY, "threads", sizes.concurrency),
+            ] {
+                let mut case = Case::new(self.name(), driver, variant, "noop", step, profile);
+                case.mode = Mode::Live;
+                cases.push(case);
+            }
+        }
+        cases
+    }
+}
 
 /// One step of a ramp: medians over its repetitions.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

@@ -16,7 +16,6 @@ use anyhow::{bail, Result};
 use serde::Serialize;
 
 use crate::provision::python::PythonEnv;
-use crate::systems::System;
 
 /// The broker a run uses ("driver" in AsyncTasQ's words).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -84,29 +83,66 @@ pub trait Broker: Send + Sync {
     fn namespace(&self, key: &str) -> Result<Box<dyn Namespace>>;
 }
 
+/// How a namespace is reached: what a system module turns into its own configuration.
+#[derive(Debug, Clone)]
+pub enum Endpoint {
+    /// Server URL without database, and the run's database number.
+    Redis { server_url: String, db: u8 },
+    /// The run's own database: `postgres://…/db` or `mysql://…/db`.
+    Sql { driver: Driver, url: String },
+    /// `amqp://user:password@host:port/vhost`.
+    Amqp { url: String },
+    /// An endpoint URL (None: AWS itself), region, credentials, and the AWS_* variables
+    /// boto3 needs.
+    Sqs {
+        url: Option<String>,
+        region: String,
+        access_key: String,
+        secret_key: String,
+        aws_env: Vec<(String, String)>,
+    },
+}
+
+/// Where a system's pending messages of one queue wait, as the system describes them.
+#[derive(Debug, Clone, PartialEq)]
+pub enum QueueRef {
+    /// A Redis list.
+    RedisList(String),
+    /// SQL queries with the queue name bound as their one parameter: ready messages, and
+    /// one message's payload bytes.
+    Sql {
+        queue: String,
+        depth: &'static str,
+        bytes: &'static str,
+    },
+    /// The broker's own queue of this name (RabbitMQ, SQS).
+    Named(String),
+}
+
+impl QueueRef {
+    /// Error for a broker handed a queue of another broker's kind (a system module bug).
+    pub fn mismatch(&self, driver: Driver) -> anyhow::Error {
+        anyhow::anyhow!("{self:?} is not a queue on {driver}: the system's queue_ref is wrong")
+    }
+}
+
 /// One run's isolated part of a broker; dropping it removes what the run left behind.
 pub trait Namespace: Send {
     fn driver(&self) -> Driver;
-    /// Variables that point AsyncTasQ at this namespace (ASYNCTASQ_DRIVER included).
-    fn asynctasq_env(&self) -> Vec<(String, String)>;
-    /// Celery's broker URL for this namespace.
-    fn celery_url(&self) -> String;
+    /// How to reach this namespace, for the systems' own configuration.
+    fn endpoint(&self) -> Endpoint;
     /// The namespace's own address for a Rust client: Redis URL with database, PostgreSQL
     /// or MySQL URL with the run's database, AMQP URL, SQS endpoint (empty for AWS itself).
     fn connection_url(&self) -> String;
-    /// JSON for Celery's `broker_transport_options`, when the transport needs any.
-    fn celery_transport_options(&self) -> Option<String> {
-        None
-    }
-    /// Makes what `system` needs before it can use `queue` (e.g. an SQS queue).
-    fn prepare(&self, _system: System, _queue: &str) -> Result<()> {
+    /// Makes what a system needs before it can use `queue` (e.g. an SQS queue).
+    fn prepare(&self, _queue: &str) -> Result<()> {
         Ok(())
     }
-    /// Bytes one pending message of `queue` occupies as stored by the broker (its body or
-    /// payload column), read from the broker without consuming it.
-    fn message_bytes(&self, system: System, queue: &str) -> Result<u64>;
-    /// Tasks waiting in `queue`, read from the broker itself.
-    fn queue_depth(&self, system: System, queue: &str) -> Result<u64>;
+    /// Bytes one pending message occupies as stored by the broker (its body or payload
+    /// column), read from the broker without consuming it.
+    fn message_bytes(&self, queue: &QueueRef) -> Result<u64>;
+    /// Tasks waiting in the queue, read from the broker itself.
+    fn queue_depth(&self, queue: &QueueRef) -> Result<u64>;
     /// API calls that named `queue` so far, by action, where the broker can tell (moto's
     /// request recorder); None elsewhere.
     fn api_calls(&self, _queue: &str) -> Result<Option<BTreeMap<String, u64>>> {

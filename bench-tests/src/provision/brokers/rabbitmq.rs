@@ -14,8 +14,9 @@ use testcontainers::core::{IntoContainerPort, WaitFor};
 use testcontainers::runners::SyncRunner;
 use testcontainers::{Container, GenericImage};
 
-use super::{block_on, redact_url, Broker, BrokerInfo, Driver, Namespace, SourceSearch};
-use crate::systems::System;
+use super::{
+    block_on, redact_url, Broker, BrokerInfo, Driver, Endpoint, Namespace, QueueRef, SourceSearch,
+};
 
 pub const ENV_URL: &str = "BENCH_AMQP_URL";
 pub const DEFAULT_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
@@ -116,27 +117,23 @@ impl Namespace for RabbitNamespace {
         Driver::Rabbitmq
     }
 
-    fn asynctasq_env(&self) -> Vec<(String, String)> {
-        vec![
-            ("ASYNCTASQ_DRIVER".into(), "rabbitmq".into()),
-            ("ASYNCTASQ_RABBITMQ_URL".into(), self.url.clone()),
-        ]
+    fn endpoint(&self) -> Endpoint {
+        Endpoint::Amqp {
+            url: self.url.clone(),
+        }
     }
 
     fn connection_url(&self) -> String {
         self.url.clone()
     }
 
-    fn celery_url(&self) -> String {
-        self.url.replacen("amqp://", "pyamqp://", 1)
-    }
-
-    fn prepare(&self, _system: System, queue: &str) -> Result<()> {
+    fn prepare(&self, queue: &str) -> Result<()> {
         self.queues.lock().expect("queues").push(queue.to_string());
         Ok(())
     }
 
-    fn message_bytes(&self, _system: System, queue: &str) -> Result<u64> {
+    fn message_bytes(&self, queue: &QueueRef) -> Result<u64> {
+        let queue = queue_name(queue)?;
         let (url, queue) = (self.url.clone(), queue.to_string());
         block_on(LIMIT, async move {
             let conn = Connection::connect(&url, ConnectionProperties::default()).await?;
@@ -157,7 +154,8 @@ impl Namespace for RabbitNamespace {
         })
     }
 
-    fn queue_depth(&self, _system: System, queue: &str) -> Result<u64> {
+    fn queue_depth(&self, queue: &QueueRef) -> Result<u64> {
+        let queue = queue_name(queue)?;
         let (url, queue) = (self.url.clone(), queue.to_string());
         block_on(LIMIT, async move {
             let conn = Connection::connect(&url, ConnectionProperties::default()).await?;
@@ -206,4 +204,11 @@ fn server_version(url: &str) -> Result<String> {
         let _ = conn.close(200, "done").await;
         Ok(version)
     })
+}
+
+fn queue_name(queue: &QueueRef) -> Result<&str> {
+    match queue {
+        QueueRef::Named(name) => Ok(name),
+        other => Err(other.mismatch(Driver::Rabbitmq)),
+    }
 }

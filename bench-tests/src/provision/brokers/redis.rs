@@ -12,9 +12,8 @@ use testcontainers::runners::SyncRunner;
 use testcontainers::{Container, ImageExt};
 use testcontainers_modules::redis::Redis as RedisImage;
 
-use super::{redact_url, Broker, BrokerInfo, Driver, Namespace, SourceSearch};
+use super::{redact_url, Broker, BrokerInfo, Driver, Endpoint, Namespace, QueueRef, SourceSearch};
 use crate::measure::procs::ManagedChild;
-use crate::systems::System;
 
 pub const ENV_URL: &str = "BENCH_REDIS_URL";
 pub const DEFAULT_URL: &str = "redis://127.0.0.1:6379";
@@ -146,40 +145,34 @@ impl Namespace for RedisNamespace {
         Driver::Redis
     }
 
-    fn asynctasq_env(&self) -> Vec<(String, String)> {
-        vec![
-            ("ASYNCTASQ_DRIVER".into(), "redis".into()),
-            ("ASYNCTASQ_REDIS_URL".into(), self.base_url.clone()),
-            ("ASYNCTASQ_REDIS_DB".into(), self.db.to_string()),
-        ]
+    fn endpoint(&self) -> Endpoint {
+        Endpoint::Redis {
+            server_url: self.base_url.clone(),
+            db: self.db,
+        }
     }
 
     fn connection_url(&self) -> String {
         self.url()
     }
 
-    fn celery_url(&self) -> String {
-        self.url()
-    }
-
-    fn message_bytes(&self, system: System, queue: &str) -> Result<u64> {
+    fn message_bytes(&self, queue: &QueueRef) -> Result<u64> {
         let value: Vec<u8> = redis::cmd("LINDEX")
-            .arg(queue_key(system, queue))
+            .arg(list_key(queue)?)
             .arg(0)
             .query(&mut self.connection()?)?;
         Ok(value.len() as u64)
     }
 
-    fn queue_depth(&self, system: System, queue: &str) -> Result<u64> {
-        self.list_len(&queue_key(system, queue))
+    fn queue_depth(&self, queue: &QueueRef) -> Result<u64> {
+        self.list_len(list_key(queue)?)
     }
 }
 
-/// AsyncTasQ keeps pending tasks in the list `queue:<name>`, Celery in `<name>`.
-fn queue_key(system: System, queue: &str) -> String {
-    match system {
-        System::Asynctasq => format!("queue:{queue}"),
-        System::Celery => queue.to_string(),
+fn list_key(queue: &QueueRef) -> Result<&str> {
+    match queue {
+        QueueRef::RedisList(key) => Ok(key),
+        other => Err(other.mismatch(Driver::Redis)),
     }
 }
 

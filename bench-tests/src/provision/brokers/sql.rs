@@ -11,8 +11,9 @@ use testcontainers::core::{IntoContainerPort, WaitFor};
 use testcontainers::runners::SyncRunner;
 use testcontainers::{Container, GenericImage, ImageExt};
 
-use super::{block_on, redact_url, Broker, BrokerInfo, Driver, Namespace, SourceSearch};
-use crate::systems::System;
+use super::{
+    block_on, redact_url, Broker, BrokerInfo, Driver, Endpoint, Namespace, QueueRef, SourceSearch,
+};
 
 const LIMIT: Duration = Duration::from_secs(5);
 
@@ -30,16 +31,6 @@ pub struct Dialect {
     pub container_url: &'static str,
     pub version_query: &'static str,
     pub drop_database: &'static str,
-    /// AsyncTasQ's variables: driver name and DSN variable.
-    pub asynctasq_driver: &'static str,
-    pub asynctasq_dsn_var: &'static str,
-    pub asynctasq_dsn_scheme: &'static str,
-    /// kombu's SQLAlchemy transport URL scheme (experimental in Celery).
-    pub celery_scheme: &'static str,
-    pub depth_asynctasq: &'static str,
-    pub depth_celery: &'static str,
-    pub bytes_asynctasq: &'static str,
-    pub bytes_celery: &'static str,
     pub dead_letter_ns: &'static str,
 }
 
@@ -55,14 +46,6 @@ pub const POSTGRES: Dialect = Dialect {
     container_url: "postgres://postgres@127.0.0.1:{port}/postgres",
     version_query: "SHOW server_version",
     drop_database: "DROP DATABASE IF EXISTS {db} WITH (FORCE)",
-    asynctasq_driver: "postgres",
-    asynctasq_dsn_var: "ASYNCTASQ_POSTGRES_DSN",
-    asynctasq_dsn_scheme: "postgresql://",
-    celery_scheme: "sqla+postgresql+psycopg://",
-    depth_asynctasq: "SELECT count(*) FROM task_queue WHERE queue_name = $1 AND status = 'pending'",
-    depth_celery: "SELECT count(*) FROM kombu_message m JOIN kombu_queue q ON q.id = m.queue_id WHERE q.name = $1 AND m.visible",
-    bytes_asynctasq: "SELECT octet_length(payload)::bigint FROM task_queue WHERE queue_name = $1 LIMIT 1",
-    bytes_celery: "SELECT octet_length(m.payload)::bigint FROM kombu_message m JOIN kombu_queue q ON q.id = m.queue_id WHERE q.name = $1 LIMIT 1",
     dead_letter_ns: "SELECT (extract(epoch FROM failed_at) * 1e9)::bigint FROM dead_letter_queue WHERE queue_name = $1 ORDER BY id LIMIT 1",
 };
 
@@ -77,14 +60,6 @@ pub const MYSQL: Dialect = Dialect {
     container_url: "mysql://root@127.0.0.1:{port}/test",
     version_query: "SELECT VERSION()",
     drop_database: "DROP DATABASE IF EXISTS {db}",
-    asynctasq_driver: "mysql",
-    asynctasq_dsn_var: "ASYNCTASQ_MYSQL_DSN",
-    asynctasq_dsn_scheme: "mysql://",
-    celery_scheme: "sqla+mysql+pymysql://",
-    depth_asynctasq: "SELECT count(*) FROM task_queue WHERE queue_name = ? AND status = 'pending'",
-    depth_celery: "SELECT count(*) FROM kombu_message m JOIN kombu_queue q ON q.id = m.queue_id WHERE q.name = ? AND m.visible = 1",
-    bytes_asynctasq: "SELECT CAST(LENGTH(payload) AS SIGNED) FROM task_queue WHERE queue_name = ? LIMIT 1",
-    bytes_celery: "SELECT CAST(LENGTH(m.payload) AS SIGNED) FROM kombu_message m JOIN kombu_queue q ON q.id = m.queue_id WHERE q.name = ? LIMIT 1",
     dead_letter_ns: "SELECT CAST(UNIX_TIMESTAMP(failed_at) * 1000000000 AS SIGNED) FROM dead_letter_queue WHERE queue_name = ? ORDER BY id LIMIT 1",
 };
 
@@ -215,31 +190,15 @@ impl Namespace for SqlNamespace {
         self.dialect.driver
     }
 
-    fn asynctasq_env(&self) -> Vec<(String, String)> {
-        let dsn = format!(
-            "{}{}",
-            self.dialect.asynctasq_dsn_scheme,
-            self.url.split_once("://").map_or("", |(_, rest)| rest)
-        );
-        vec![
-            (
-                "ASYNCTASQ_DRIVER".into(),
-                self.dialect.asynctasq_driver.into(),
-            ),
-            (self.dialect.asynctasq_dsn_var.into(), dsn),
-        ]
+    fn endpoint(&self) -> Endpoint {
+        Endpoint::Sql {
+            driver: self.dialect.driver,
+            url: self.url.clone(),
+        }
     }
 
     fn connection_url(&self) -> String {
         self.url.clone()
-    }
-
-    fn celery_url(&self) -> String {
-        format!(
-            "{}{}",
-            self.dialect.celery_scheme,
-            self.url.split_once("://").map_or("", |(_, rest)| rest)
-        )
     }
 
     fn dead_letter_ns(&self, queue: &str) -> Result<Option<u64>> {
@@ -248,22 +207,34 @@ impl Namespace for SqlNamespace {
             .map(|ns| ns as u64))
     }
 
-    fn message_bytes(&self, system: System, queue: &str) -> Result<u64> {
-        let query = match system {
-            System::Asynctasq => self.dialect.bytes_asynctasq,
-            System::Celery => self.dialect.bytes_celery,
-        };
-        self.scalar(query, queue)?
+    fn message_bytes(&self, queue: &QueueRef) -> Result<u64> {
+        let (name, query) = self.sql_of(queue, |q| q.1)?;
+        self.scalar(query, name)?
             .map(|b| b as u64)
             .context("the queue holds no message")
     }
 
-    fn queue_depth(&self, system: System, queue: &str) -> Result<u64> {
-        let query = match system {
-            System::Asynctasq => self.dialect.depth_asynctasq,
-            System::Celery => self.dialect.depth_celery,
-        };
-        Ok(self.scalar(query, queue)?.unwrap_or(0) as u64)
+    fn queue_depth(&self, queue: &QueueRef) -> Result<u64> {
+        let (name, query) = self.sql_of(queue, |q| q.0)?;
+        Ok(self.scalar(query, name)?.unwrap_or(0) as u64)
+    }
+}
+
+impl SqlNamespace {
+    /// The queue name and the query `pick` chooses from (depth, bytes).
+    fn sql_of<'q>(
+        &self,
+        queue: &'q QueueRef,
+        pick: impl Fn((&'static str, &'static str)) -> &'static str,
+    ) -> Result<(&'q str, &'static str)> {
+        match queue {
+            QueueRef::Sql {
+                queue,
+                depth,
+                bytes,
+            } => Ok((queue, pick((depth, bytes)))),
+            other => Err(other.mismatch(self.dialect.driver)),
+        }
     }
 }
 

@@ -14,17 +14,16 @@ use testcontainers::core::{IntoContainerPort, WaitFor};
 use testcontainers::runners::SyncRunner;
 use testcontainers::{Container, GenericImage, ImageExt};
 
-use super::{Broker, BrokerInfo, Driver, Namespace, SourceSearch};
+use super::{Broker, BrokerInfo, Driver, Endpoint, Namespace, QueueRef, SourceSearch};
 use crate::measure::procs::ManagedChild;
 use crate::provision::python::PythonEnv;
-use crate::systems::System;
 
 pub const ENV_ENDPOINT: &str = "BENCH_SQS_ENDPOINT";
 const REGION: &str = "us-east-1";
 
 /// Where SQS is and how to talk to it.
 #[derive(Clone)]
-struct Endpoint {
+struct SqsEndpoint {
     /// None: AWS itself.
     url: Option<String>,
     region: String,
@@ -35,7 +34,7 @@ struct Endpoint {
 
 pub struct SqsBroker {
     info: BrokerInfo,
-    endpoint: Endpoint,
+    endpoint: SqsEndpoint,
     python: PathBuf,
     fixtures: PathBuf,
     _moto: Option<(ManagedChild, tempfile::TempDir)>,
@@ -63,7 +62,7 @@ impl SqsBroker {
                 url: String::new(),
                 server_version: String::new(),
             },
-            endpoint: Endpoint {
+            endpoint: SqsEndpoint {
                 url: None,
                 region: std::env::var("AWS_DEFAULT_REGION").unwrap_or_else(|_| REGION.into()),
                 access_key: "testing".into(),
@@ -144,7 +143,7 @@ impl SqsBroker {
 fn admin(
     python: &PathBuf,
     fixtures: &PathBuf,
-    endpoint: &Endpoint,
+    endpoint: &SqsEndpoint,
     args: &[&str],
     limit: Duration,
 ) -> Result<serde_json::Value> {
@@ -173,7 +172,7 @@ fn admin(
     Ok(serde_json::from_str(stdout.trim())?)
 }
 
-fn aws_env(endpoint: &Endpoint) -> Vec<(String, String)> {
+fn aws_env(endpoint: &SqsEndpoint) -> Vec<(String, String)> {
     vec![
         ("AWS_ACCESS_KEY_ID".into(), endpoint.access_key.clone()),
         ("AWS_SECRET_ACCESS_KEY".into(), endpoint.secret_key.clone()),
@@ -197,7 +196,7 @@ impl Broker for SqsBroker {
 }
 
 pub struct SqsNamespace {
-    endpoint: Endpoint,
+    endpoint: SqsEndpoint,
     python: PathBuf,
     fixtures: PathBuf,
     queues: std::sync::Mutex<Vec<String>>,
@@ -208,53 +207,21 @@ impl Namespace for SqsNamespace {
         Driver::Sqs
     }
 
-    fn asynctasq_env(&self) -> Vec<(String, String)> {
-        let mut env = vec![
-            ("ASYNCTASQ_DRIVER".into(), "sqs".into()),
-            ("ASYNCTASQ_SQS_REGION".into(), self.endpoint.region.clone()),
-            (
-                "ASYNCTASQ_SQS_AWS_ACCESS_KEY_ID".into(),
-                self.endpoint.access_key.clone(),
-            ),
-            (
-                "ASYNCTASQ_SQS_AWS_SECRET_ACCESS_KEY".into(),
-                self.endpoint.secret_key.clone(),
-            ),
-        ];
-        if let Some(url) = &self.endpoint.url {
-            env.push(("ASYNCTASQ_SQS_ENDPOINT_URL".into(), url.clone()));
+    fn endpoint(&self) -> Endpoint {
+        Endpoint::Sqs {
+            url: self.endpoint.url.clone(),
+            region: self.endpoint.region.clone(),
+            access_key: self.endpoint.access_key.clone(),
+            secret_key: self.endpoint.secret_key.clone(),
+            aws_env: aws_env(&self.endpoint),
         }
-        env.extend(aws_env(&self.endpoint));
-        env
     }
 
     fn connection_url(&self) -> String {
         self.endpoint.url.clone().unwrap_or_default()
     }
 
-    fn celery_url(&self) -> String {
-        let host = self.endpoint.url.as_deref().map(|u| {
-            u.trim_start_matches("http://")
-                .trim_start_matches("https://")
-        });
-        format!(
-            "sqs://{}:{}@{}",
-            self.endpoint.access_key,
-            self.endpoint.secret_key,
-            host.unwrap_or("")
-        )
-    }
-
-    fn celery_transport_options(&self) -> Option<String> {
-        let secure = self
-            .endpoint
-            .url
-            .as_deref()
-            .is_none_or(|u| u.starts_with("https://"));
-        Some(serde_json::json!({"region": self.endpoint.region, "is_secure": secure}).to_string())
-    }
-
-    fn prepare(&self, _system: System, queue: &str) -> Result<()> {
+    fn prepare(&self, queue: &str) -> Result<()> {
         admin(
             &self.python,
             &self.fixtures,
@@ -266,7 +233,8 @@ impl Namespace for SqsNamespace {
         Ok(())
     }
 
-    fn message_bytes(&self, _system: System, queue: &str) -> Result<u64> {
+    fn message_bytes(&self, queue: &QueueRef) -> Result<u64> {
+        let queue = queue_name(queue)?;
         let out = admin(
             &self.python,
             &self.fixtures,
@@ -277,7 +245,8 @@ impl Namespace for SqsNamespace {
         out["bytes"].as_u64().context("no size in the answer")
     }
 
-    fn queue_depth(&self, _system: System, queue: &str) -> Result<u64> {
+    fn queue_depth(&self, queue: &QueueRef) -> Result<u64> {
+        let queue = queue_name(queue)?;
         let out = admin(
             &self.python,
             &self.fixtures,
@@ -363,4 +332,11 @@ fn start_moto(
     let tail = child.log_tail(10);
     child.stop(Duration::from_secs(2));
     bail!("moto_server did not listen on port {port}: {tail}")
+}
+
+fn queue_name(queue: &QueueRef) -> Result<&str> {
+    match queue {
+        QueueRef::Named(name) => Ok(name),
+        other => Err(other.mismatch(Driver::Sqs)),
+    }
 }

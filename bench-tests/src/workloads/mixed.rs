@@ -11,7 +11,95 @@ use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use super::cpu::Pbkdf2;
+use super::io::HttpService;
+use super::{Case, Finished, RunPart, Workload};
 use crate::measure::collector::TaskRecord;
+use crate::profile::Profile;
+use crate::provision::brokers::Driver;
+use crate::result::{Configuration, Metrics};
+use crate::systems::{System, Variant};
+
+pub struct Mixed;
+
+impl Workload for Mixed {
+    fn name(&self) -> &'static str {
+        "mixed"
+    }
+
+    /// AsyncTasQ (asyncio), Celery threads and Celery prefork at the same concurrency.
+    fn cases(&self, profile: &Profile, driver: Driver, _cpus: u32) -> Vec<Case> {
+        let sizes = &profile.mixed;
+        [
+            (System::ASYNCTASQ, "asyncio"),
+            (System::CELERY, "threads"),
+            (System::CELERY, "prefork"),
+        ]
+        .into_iter()
+        .map(|(system, pool)| {
+            let variant = Variant::new(system, pool, sizes.concurrency);
+            let mut case = Case::new(
+                self.name(),
+                driver,
+                variant,
+                "mixed",
+                sizes.task_count,
+                profile,
+            );
+            case.http_latency_ms = Some(profile.io.latency_ms);
+            case.pbkdf2_iterations = Some(profile.cpu.pbkdf2_iterations);
+            case.mix = Some(sizes.spec());
+            case
+        })
+        .collect()
+    }
+
+    /// Writes the seeded sequence for the producer and starts the mock HTTP server its I/O
+    /// tasks call.
+    fn start_run(&self, case: &Case, dir: &Path) -> Result<Box<dyn RunPart>> {
+        let spec = case.mix.as_ref().context("a mixed case without its mix")?;
+        let kinds = spec.sequence(case.task_count);
+        let file = dir.join("mix.txt");
+        write(&file, &kinds)?;
+        let io = counts(&kinds).get(&Kind::Io).copied().unwrap_or(0);
+        Ok(Box::new(MixedRun {
+            http: HttpService::start(case, io)?,
+            cpu: Pbkdf2 {
+                iterations: case.pbkdf2_iterations,
+            },
+            file,
+            kinds,
+        }))
+    }
+}
+
+struct MixedRun {
+    http: HttpService,
+    cpu: Pbkdf2,
+    file: std::path::PathBuf,
+    kinds: Vec<Kind>,
+}
+
+impl RunPart for MixedRun {
+    fn task_env(&self) -> Vec<(String, String)> {
+        let mut env = self.http.task_env();
+        env.extend(self.cpu.task_env());
+        env
+    }
+
+    fn producer_args(&self) -> Vec<String> {
+        vec!["--mix".into(), self.file.display().to_string()]
+    }
+
+    fn record(&self, configuration: &mut Configuration) {
+        configuration.mix_fingerprint = Some(fingerprint(&self.kinds));
+    }
+
+    fn finish(&self, run: &Finished, metrics: &mut Metrics) -> Vec<String> {
+        metrics.by_kind = Some(by_kind(&self.kinds, &run.tally.records));
+        self.http.check(metrics)
+    }
+}
 
 /// What one task of the mix does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]

@@ -1,0 +1,29 @@
+//! Scenario 8, coldstart: one task waiting before the worker starts; time from spawning
+//! the worker to that task's end, per pool size.
+
+use super::{Case, Workload};
+use crate::profile::Profile;
+use crate::provision::brokers::Driver;
+use crate::systems::{System, Variant};
+
+pub struct Coldstart;
+
+impl Workload for Coldstart {
+    fn name(&self) -> &'static str {
+        "coldstart"
+    }
+
+    fn cases(&self, profile: &Profile, driver: Driver, _cpus: u32) -> Vec<Case> {
+        let mut cases = Vec::new();
+        for &size in &profile.coldstart.pool_sizes {
+            for variant in [
+                Variant::new(System::ASYNCTASQ, "asyncio", size),
+                Variant::new(System::CELERY, "threads", size),
+                Variant::new(System::CELERY, "prefork", size),
+            ] {
+                cases.push(Case::new(self.name(), driver, variant, "noop", 1, profile));
+            }
+        }
+        cases
+    }
+}

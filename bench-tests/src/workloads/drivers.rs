@@ -1,0 +1,60 @@
+//! Scenario 9, drivers: the same drain workload on every broker, one variant per system;
+//! on RabbitMQ also Celery's prefetch multiplier swept. Beside it, each broker's own
+//! ceiling with a Rust reference client.
+
+use super::{Case, Workload};
+use crate::profile::Profile;
+use crate::provision::brokers::Driver;
+use crate::systems::celery::DEFAULT_PREFETCH;
+use crate::systems::{System, Variant};
+
+pub struct Drivers;
+
+impl Workload for Drivers {
+    fn name(&self) -> &'static str {
+        "drivers"
+    }
+
+    fn default_drivers(&self) -> Vec<Driver> {
+        Driver::ALL.to_vec()
+    }
+
+    fn measures_broker_ceiling(&self) -> bool {
+        true
+    }
+
+    fn cases(&self, profile: &Profile, driver: Driver, _cpus: u32) -> Vec<Case> {
+        let sizes = &profile.drivers;
+        // moto slows down sharply as a queue gets deep: keep SQS runs small enough that the
+        // emulator's own slowdown is not what is measured.
+        let task_count = if driver == Driver::Sqs {
+            sizes.sqs_task_count
+        } else {
+            sizes.task_count
+        };
+        let case = |variant: Variant, prefetch: u32| Case {
+            celery_prefetch_multiplier: prefetch,
+            ..Case::new(self.name(), driver, variant, "noop", task_count, profile)
+        };
+        let celery_threads =
+            Variant::new(System::CELERY, "threads", sizes.celery_threads_concurrency);
+        let mut cases = vec![
+            case(
+                Variant::new(System::ASYNCTASQ, "asyncio", sizes.asynctasq_concurrency),
+                DEFAULT_PREFETCH,
+            ),
+            case(
+                celery_threads.clone(),
+                profile.throughput.celery_prefetch_multiplier,
+            ),
+        ];
+        if driver == Driver::Rabbitmq {
+            for prefetch in &sizes.rabbitmq_celery_prefetch_sweep {
+                if *prefetch != profile.throughput.celery_prefetch_multiplier {
+                    cases.push(case(celery_threads.clone(), *prefetch));
+                }
+            }
+        }
+        cases
+    }
+}

@@ -1,0 +1,88 @@
+//! Scenario 1, throughput: no-op tasks drained (enqueue all, then start the workers),
+//! live (workers up, producer as fast as it can) and paced (open loop at fixed rates, or
+//! at fractions of each system's highest sustainable rate found by `run::sweep`).
+
+use super::{Case, Mode, Workload};
+use crate::profile::Profile;
+use crate::provision::brokers::Driver;
+use crate::systems::{System, Variant};
+
+pub struct Throughput;
+
+impl Workload for Throughput {
+    fn name(&self) -> &'static str {
+        "throughput"
+    }
+
+    fn cases(&self, profile: &Profile, driver: Driver, cpus: u32) -> Vec<Case> {
+        let sizes = &profile.throughput;
+        let mut cases = Vec::new();
+        for variant in variants(profile, cpus) {
+            for mode in &sizes.modes {
+                let mut case = Case::new(
+                    self.name(),
+                    driver,
+                    variant.clone(),
+                    "noop",
+                    sizes.task_count,
+                    profile,
+                );
+                // Validated when the profile loaded.
+                case.mode = Mode::parse(mode).unwrap_or(Mode::Drain);
+                cases.push(case);
+            }
+        }
+        // Open-loop latency at the profile's rates (none listed: `sweep` finds them).
+        for template in paced_templates(profile, driver, cpus) {
+            for &rate in &sizes.paced_rates {
+                cases.push(crate::run::sweep::paced_case(&template, rate, profile));
+            }
+        }
+        cases
+    }
+
+    fn rate_search_templates(&self, profile: &Profile, driver: Driver, cpus: u32) -> Vec<Case> {
+        if profile.throughput.paced_rates.is_empty() {
+            paced_templates(profile, driver, cpus)
+        } else {
+            Vec::new()
+        }
+    }
+}
+
+/// AsyncTasQ asyncio; Celery threads, prefork, solo.
+pub fn variants(profile: &Profile, cpus: u32) -> Vec<Variant> {
+    let sizes = &profile.throughput;
+    let prefork = if sizes.celery_prefork_concurrency == 0 {
+        cpus
+    } else {
+        sizes.celery_prefork_concurrency
+    };
+    vec![
+        Variant::new(System::ASYNCTASQ, "asyncio", sizes.asynctasq_concurrency),
+        Variant::new(System::CELERY, "threads", sizes.celery_threads_concurrency),
+        Variant::new(System::CELERY, "prefork", prefork),
+        Variant::new(System::CELERY, "solo", 1),
+    ]
+}
+
+/// The open-loop cases before a rate is chosen: one variant per system at the same
+/// concurrency (AsyncTasQ asyncio, Celery threads).
+pub fn paced_templates(profile: &Profile, driver: Driver, cpus: u32) -> Vec<Case> {
+    variants(profile, cpus)
+        .into_iter()
+        .filter(|v| matches!(v.pool.as_str(), "asyncio" | "threads"))
+        .map(|variant| {
+            let mut case = Case::new(
+                "throughput",
+                driver,
+                variant,
+                "noop",
+                profile.throughput.task_count,
+                profile,
+            );
+            case.mode = Mode::Paced;
+            case
+        })
+        .collect()
+}

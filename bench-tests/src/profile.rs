@@ -16,6 +16,13 @@ pub struct Profile {
     pub repetitions: u32,
     /// Repetitions run first and discarded (written under runs/warmup/).
     pub warmup: u32,
+    /// Adaptive repetitions (all three or none): each case runs at least `min_repetitions`
+    /// and at most `max_repetitions` times, and stops once the 95% CI half-width of its
+    /// primary metric is within `target_ci_half_width` of its mean (0.05 = 5%). Absent:
+    /// every case runs `repetitions` times.
+    pub min_repetitions: Option<u32>,
+    pub max_repetitions: Option<u32>,
+    pub target_ci_half_width: Option<f64>,
     /// Seed for the order of cases in each repetition; random (and recorded) when absent.
     pub seed: Option<u64>,
     /// Upper bound for one repetition, from first enqueue to last task.
@@ -188,8 +195,65 @@ impl Profile {
             crate::workloads::Mode::parse(mode)
                 .with_context(|| format!("in {}", path.display()))?;
         }
+        profile
+            .adaptive()
+            .with_context(|| format!("in {}", path.display()))?;
         Ok(profile)
     }
+
+    /// The adaptive-repetition rule, checked: None when the profile sets none of its keys.
+    pub fn adaptive(&self) -> Result<Option<Adaptive>> {
+        let (min, max, target) = match (
+            self.min_repetitions,
+            self.max_repetitions,
+            self.target_ci_half_width,
+        ) {
+            (None, None, None) => return Ok(None),
+            (Some(min), Some(max), Some(target)) => (min, max, target),
+            _ => bail!(
+                "min_repetitions, max_repetitions and target_ci_half_width go together: set all three (e.g. 4, 10, 0.05) or none (fixed `repetitions`)"
+            ),
+        };
+        // A CI needs two runs; a comparison can reach significance only from four on each side.
+        if min < 2 {
+            bail!("min_repetitions = {min} is out of range; give at least 2 (a CI needs two runs; 4 lets comparisons reach significance)");
+        }
+        if max < min || max > MAX_REPETITIONS_LIMIT {
+            bail!(
+                "max_repetitions = {max} is out of range; give from min_repetitions ({min}) to {MAX_REPETITIONS_LIMIT}"
+            );
+        }
+        if !(target > 0.0 && target <= 1.0) {
+            bail!(
+                "target_ci_half_width = {target} is out of range; give a share of the mean in (0, 1], e.g. 0.05 for 5%"
+            );
+        }
+        Ok(Some(Adaptive {
+            min_repetitions: min,
+            max_repetitions: max,
+            target_ci_half_width: target,
+        }))
+    }
+
+    /// Fixed repetitions (`--repetitions`): sets `repetitions` and drops any adaptive rule.
+    pub fn fix_repetitions(&mut self, repetitions: u32) {
+        self.repetitions = repetitions;
+        self.min_repetitions = None;
+        self.max_repetitions = None;
+        self.target_ci_half_width = None;
+    }
+}
+
+/// A sanity bound on `max_repetitions`: beyond it a typo (1000 for 10) would run for days.
+pub const MAX_REPETITIONS_LIMIT: u32 = 100;
+
+/// When `bench` stops repeating a case (see [`Profile::adaptive`]).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Adaptive {
+    pub min_repetitions: u32,
+    pub max_repetitions: u32,
+    /// The 95% CI half-width as a share of the mean.
+    pub target_ci_half_width: f64,
 }
 
 #[cfg(test)]
@@ -236,5 +300,63 @@ mod tests {
         );
         let missing = Profile::load(&root, "/nonexistent/p.toml").unwrap_err();
         assert!(format!("{missing:#}").contains("reading profile /nonexistent/p.toml"));
+    }
+
+    fn ci_with(min: Option<u32>, max: Option<u32>, target: Option<f64>) -> Profile {
+        let mut profile = Profile::load(&crate::project_root(), "ci").unwrap();
+        profile.min_repetitions = min;
+        profile.max_repetitions = max;
+        profile.target_ci_half_width = target;
+        profile
+    }
+
+    #[test]
+    fn no_adaptive_keys_means_fixed_repetitions() {
+        assert_eq!(ci_with(None, None, None).adaptive().unwrap(), None);
+        let rule = ci_with(Some(4), Some(10), Some(0.05)).adaptive().unwrap();
+        assert_eq!(
+            rule,
+            Some(Adaptive {
+                min_repetitions: 4,
+                max_repetitions: 10,
+                target_ci_half_width: 0.05
+            })
+        );
+    }
+
+    #[test]
+    fn adaptive_keys_out_of_range_name_the_key_and_the_range() {
+        let error = |min, max, target| {
+            ci_with(min, max, target)
+                .adaptive()
+                .unwrap_err()
+                .to_string()
+        };
+        assert!(error(Some(4), None, Some(0.05)).contains("set all three"));
+        assert!(error(Some(1), Some(5), Some(0.05))
+            .starts_with("min_repetitions = 1 is out of range; give at least 2"));
+        assert_eq!(
+            error(Some(4), Some(3), Some(0.05)),
+            "max_repetitions = 3 is out of range; give from min_repetitions (4) to 100"
+        );
+        assert!(error(Some(4), Some(500), Some(0.05)).starts_with("max_repetitions = 500"));
+        for bad in [0.0, -0.1, 1.5, f64::NAN] {
+            assert!(
+                error(Some(4), Some(10), Some(bad)).starts_with(&format!(
+                    "target_ci_half_width = {bad} is out of range; give a share of the mean in (0, 1]"
+                )),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn fixed_repetitions_drop_the_adaptive_rule() {
+        let mut profile = ci_with(Some(4), Some(10), Some(0.05));
+        profile.fix_repetitions(2);
+        assert_eq!(
+            (profile.repetitions, profile.adaptive().unwrap()),
+            (2, None)
+        );
     }
 }

@@ -4,10 +4,12 @@ mod common;
 
 use std::collections::BTreeSet;
 
+use bench_tests::analysis::criteria::Criterion;
+use bench_tests::analysis::summary::metric;
 use bench_tests::result::RunResult;
 use bench_tests::run::bench::{self, BenchPlan, BenchRequest};
 use bench_tests::systems::System;
-use bench_tests::workloads::Mode;
+use bench_tests::workloads::{Case, Mode};
 use rstest::rstest;
 
 #[rstest]
@@ -75,6 +77,75 @@ fn throughput_completes_exactly(
     if mode == Mode::Drain {
         assert_eq!(depths[0], n, "{depths:?}");
     }
+    assert_ci_floors(&case, &out.result);
+}
+
+/// The ci profile's criteria that apply to `case` on their own (no ratio to another
+/// system): its floors and ceilings.
+fn ci_floors_of(case: &Case) -> Vec<Criterion> {
+    // An absent filter matches anything; a present one the value or its leading part, as
+    // the criteria do (`threads` matches `threads-c10`).
+    let matches = |filter: &Option<String>, value: &str| {
+        filter
+            .as_deref()
+            .is_none_or(|f| value == f || value.starts_with(&format!("{f}-")))
+    };
+    common::ci_profile()
+        .criteria
+        .into_iter()
+        .filter(|c| {
+            c.versus.is_none()
+                && c.scenario == case.scenario
+                && c.system == case.variant.system.name()
+                && matches(&c.variant, &case.variant_label())
+                && matches(&c.driver, case.driver.name())
+                && matches(&c.mode, case.mode.name())
+        })
+        .collect()
+}
+
+/// Every ci floor and ceiling that applies to the case holds for this run: each system's,
+/// Celery's included (a bench restricted to one system never judged the other's).
+fn assert_ci_floors(case: &Case, result: &RunResult) {
+    for c in ci_floors_of(case) {
+        let value = (metric(&c.metric).expect("a known metric").value)(result)
+            .unwrap_or_else(|| panic!("{}: {} not measured", c.name, c.metric));
+        let holds = match c.op.as_str() {
+            ">" => value > c.threshold,
+            ">=" => value >= c.threshold,
+            "<" => value < c.threshold,
+            "<=" => value <= c.threshold,
+            other => panic!("{}: op {other} is not a floor or a ceiling", c.name),
+        };
+        assert!(
+            holds,
+            "{}: {} = {value:.1}, the ci profile wants {} {} ({})",
+            case.label(),
+            c.metric,
+            c.op,
+            c.threshold,
+            c.claim
+        );
+    }
+}
+
+/// No ci criterion goes unchecked: each one applies to at least one case the test above runs.
+#[test]
+fn every_ci_criterion_is_checked_by_a_throughput_case() {
+    let cases = common::scenario_cases("throughput");
+    let checked: BTreeSet<String> = cases
+        .iter()
+        .filter(|c| c.mode != Mode::Paced)
+        .flat_map(ci_floors_of)
+        .map(|c| c.name)
+        .collect();
+    let all: BTreeSet<String> = common::ci_profile()
+        .criteria
+        .into_iter()
+        .map(|c| c.name)
+        .collect();
+    assert_eq!(checked, all);
+    assert!(checked.contains("celery-throughput-floor"));
 }
 
 fn expected_version(system: System) -> &'static str {
@@ -293,6 +364,7 @@ fn paced_mode_holds_its_rate(#[case] system: System, #[case] pool: &str) {
         m.producer_lateness_p99_ms
     );
     assert_eq!(m.paced_target_rate, Some(rate));
+    assert_ci_floors(&case, &out.result);
 }
 
 /// The automatic sweep: the search starts from an unpaced live run, brackets the highest

@@ -83,7 +83,7 @@ impl BenchPlan {
             if repetitions == 0 {
                 bail!("--repetitions must be at least 1");
             }
-            profile.repetitions = repetitions;
+            profile.fix_repetitions(repetitions);
         }
         if let Some(warmup) = request.warmup {
             profile.warmup = warmup;
@@ -210,6 +210,11 @@ pub struct BenchOutcome {
 }
 
 /// Runs the plan, writing into `results_root/<timestamp>-<profile>/`.
+///
+/// Rounds interleave the cases (order shuffled per round with the recorded seed). With a
+/// fixed `repetitions` every case runs in every round; with the profile's adaptive rule a
+/// case leaves the rounds once its primary metric's CI is narrow enough or it reached the
+/// maximum (`stopping.json` says which, per case).
 pub fn execute(h: &Harness, plan: &BenchPlan, results_root: &Path) -> Result<BenchOutcome> {
     let _measuring = measurement_lock(true, Duration::from_secs(3600))?;
     let stamp = time::OffsetDateTime::now_utc().format(time::macros::format_description!(
@@ -217,6 +222,8 @@ pub fn execute(h: &Harness, plan: &BenchPlan, results_root: &Path) -> Result<Ben
     ))?;
     let dir_id = format!("{stamp}-{}", plan.profile.name);
     let run_dir = RunDir::create(results_root, &dir_id)?;
+    let adaptive = plan.profile.adaptive()?;
+    let measured_rounds = adaptive.map_or(plan.profile.repetitions, |a| a.max_repetitions);
 
     let bar = ProgressBar::new(plan.total_runs());
     bar.set_style(
@@ -226,7 +233,7 @@ pub fn execute(h: &Harness, plan: &BenchPlan, results_root: &Path) -> Result<Ben
     );
     let mut results = Vec::new();
     let mut failures = Vec::new();
-    let rounds = plan.profile.warmup + plan.profile.repetitions;
+    let rounds = plan.profile.warmup + measured_rounds;
     let mut cases = plan.cases.clone();
     for template in &plan.sweeps {
         cases.extend(search_rates(
@@ -239,6 +246,18 @@ pub fn execute(h: &Harness, plan: &BenchPlan, results_root: &Path) -> Result<Ben
         )?);
     }
     bar.set_length(cases.len() as u64 * u64::from(rounds));
+    if let Some(rule) = adaptive {
+        say(
+            &bar,
+            format!(
+                "adaptive repetitions: each case {} to {} times, until the 95% CI of its primary metric is within ±{:.1}% of its mean",
+                rule.min_repetitions,
+                rule.max_repetitions,
+                rule.target_ci_half_width * 100.0
+            ),
+        );
+    }
+    let mut progress: Vec<CaseProgress> = cases.iter().map(|_| CaseProgress::default()).collect();
     for round in 0..rounds {
         let warmup = round < plan.profile.warmup;
         let repetition = if warmup {
@@ -246,14 +265,21 @@ pub fn execute(h: &Harness, plan: &BenchPlan, results_root: &Path) -> Result<Ben
         } else {
             round - plan.profile.warmup
         };
-        let mut order: Vec<&Case> = cases.iter().collect();
+        // In a fixed plan every case stays active, so the order is the one it always was.
+        let mut order: Vec<usize> = (0..cases.len())
+            .filter(|&i| progress[i].stopped.is_none())
+            .collect();
+        if order.is_empty() {
+            break;
+        }
         order.shuffle(&mut rand::rngs::StdRng::seed_from_u64(
             plan.seed.wrapping_add(u64::from(round)),
         ));
-        if !warmup {
+        if !warmup && order.iter().any(|&i| cases[i].scenario == "drivers") {
             measure_ceilings(h, plan, &run_dir, repetition, &bar, &mut failures);
         }
-        for (position, case) in order.into_iter().enumerate() {
+        for (position, &index) in order.iter().enumerate() {
+            let case = &cases[index];
             let label = format!(
                 "{}{} rep {repetition}",
                 case.label(),
@@ -276,7 +302,11 @@ pub fn execute(h: &Harness, plan: &BenchPlan, results_root: &Path) -> Result<Ben
             let started = Instant::now();
             let mut show =
                 |done: u64| bar.set_message(format!("{label}: {done}/{} tasks", case.task_count));
-            match run::run_once(h, &request, &mut show) {
+            let outcome = run::run_once(h, &request, &mut show);
+            if !warmup {
+                progress[index].attempts += 1;
+            }
+            match outcome {
                 Ok(out) => {
                     run_dir.write_run(&out.result)?;
                     if !warmup {
@@ -284,6 +314,9 @@ pub fn execute(h: &Harness, plan: &BenchPlan, results_root: &Path) -> Result<Ben
                             &out.result.benchmark_id,
                             &out.histograms.end_to_end,
                         )?;
+                        progress[index]
+                            .values
+                            .push((primary_metric(case).value)(&out.result));
                     }
                     say(
                         &bar,
@@ -308,8 +341,29 @@ pub fn execute(h: &Harness, plan: &BenchPlan, results_root: &Path) -> Result<Ben
             }
             bar.inc(1);
         }
+        if let (Some(rule), false) = (adaptive, warmup) {
+            for &index in &order {
+                let p = &mut progress[index];
+                if let Decision::Stop(stop) = decide(&p.values, p.attempts, &rule) {
+                    say(
+                        &bar,
+                        format!(
+                            "{}: {}",
+                            cases[index].label(),
+                            stop.describe(primary_metric(&cases[index]).name)
+                        ),
+                    );
+                    p.stopped = Some(stop);
+                }
+            }
+            let active = progress.iter().filter(|p| p.stopped.is_none()).count() as u64;
+            bar.set_length(bar.position() + active * u64::from(rounds - round - 1));
+        }
     }
     bar.finish_and_clear();
+    if let Some(rule) = adaptive {
+        write_stopping(&run_dir.path, &rule, &cases, &progress)?;
+    }
     let rows = table::summarize(&results);
     let summary = if results.is_empty() {
         None
@@ -331,6 +385,145 @@ pub fn execute(h: &Harness, plan: &BenchPlan, results_root: &Path) -> Result<Ben
         failures,
         summary,
     })
+}
+
+/// One case's measured repetitions so far, under the adaptive rule.
+#[derive(Debug, Default)]
+struct CaseProgress {
+    /// Its primary metric, one value per successful measured run.
+    values: Vec<f64>,
+    /// Measured runs tried, failed ones included (they count toward the maximum).
+    attempts: u32,
+    stopped: Option<Stop>,
+}
+
+/// The metric whose CI decides when a case has run often enough.
+#[derive(Debug, Clone, Copy)]
+pub struct PrimaryMetric {
+    pub name: &'static str,
+    pub value: fn(&RunResult) -> f64,
+}
+
+/// Drain and live: throughput, the number those runs exist for. Paced: the offered rate
+/// fixes the throughput, so latency decides; p99, the noisiest of the latency figures the
+/// criteria check (mean, p95, p99), so when it is precise the others are too. Cold start:
+/// the time from worker spawn to the task's end, the only figure of a one-task run.
+pub fn primary_metric(case: &Case) -> PrimaryMetric {
+    if case.scenario == "coldstart" {
+        return PrimaryMetric {
+            name: "processing_time_from_spawn_seconds",
+            value: |r| r.metrics.processing_time_from_spawn_seconds,
+        };
+    }
+    match case.mode {
+        crate::workloads::Mode::Paced => PrimaryMetric {
+            name: "latency_p99_ms",
+            value: |r| r.metrics.latency_p99_ms,
+        },
+        _ => PrimaryMetric {
+            name: "throughput_tasks_per_sec",
+            value: |r| r.metrics.throughput_tasks_per_sec,
+        },
+    }
+}
+
+/// Whether a case runs again.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Decision {
+    Continue,
+    Stop(Stop),
+}
+
+/// Why a case stopped repeating, with the precision it stopped at.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Stop {
+    /// `target-reached` or `maximum-reached`.
+    pub reason: &'static str,
+    /// Successful measured runs.
+    pub runs: usize,
+    pub mean: Option<f64>,
+    /// The 95% CI half-width over the mean; None with fewer than two runs (no CI).
+    pub relative_half_width: Option<f64>,
+}
+
+impl Stop {
+    pub fn describe(&self, metric: &str) -> String {
+        let width = self.relative_half_width.map_or("no CI".to_string(), |w| {
+            format!("95% CI ±{:.1}% of the mean", w * 100.0)
+        });
+        match self.reason {
+            "target-reached" => format!(
+                "stopped after {} runs: target reached, {metric} {width}",
+                self.runs
+            ),
+            _ => format!(
+                "stopped after {} runs: maximum reached, {metric} {width}",
+                self.runs
+            ),
+        }
+    }
+}
+
+/// The stopping rule. A case runs at least `min_repetitions` times; it stops once the 95%
+/// CI (Student t) of its values has a half-width within `target_ci_half_width` of their
+/// mean, or once `attempts` (failed runs included) reaches `max_repetitions`.
+pub fn decide(values: &[f64], attempts: u32, rule: &crate::profile::Adaptive) -> Decision {
+    let runs = values.len();
+    let d = (runs >= 2).then(|| crate::analysis::stats::describe(values));
+    let mean = d.as_ref().map(|d| d.mean).or(values.first().copied());
+    let relative_half_width = d.as_ref().map(|d| {
+        let half = (d.ci95_high - d.ci95_low) / 2.0;
+        // A mean of zero has no relative precision: never "reached".
+        if d.mean.abs() > 0.0 && half.is_finite() {
+            half / d.mean.abs()
+        } else {
+            f64::INFINITY
+        }
+    });
+    let stop = |reason| {
+        Decision::Stop(Stop {
+            reason,
+            runs,
+            mean,
+            relative_half_width,
+        })
+    };
+    let reached = relative_half_width.is_some_and(|w| w <= rule.target_ci_half_width);
+    if runs >= rule.min_repetitions as usize && reached {
+        stop("target-reached")
+    } else if attempts >= rule.max_repetitions {
+        stop("maximum-reached")
+    } else {
+        Decision::Continue
+    }
+}
+
+/// `stopping.json`: the rule and, per case, why it stopped (beside the raw runs, whose
+/// schema stays as it is).
+fn write_stopping(
+    dir: &Path,
+    rule: &crate::profile::Adaptive,
+    cases: &[Case],
+    progress: &[CaseProgress],
+) -> Result<()> {
+    let entries: Vec<serde_json::Value> = cases
+        .iter()
+        .zip(progress)
+        .map(|(case, p)| {
+            serde_json::json!({
+                "case": case.label(),
+                "metric": primary_metric(case).name,
+                "attempts": p.attempts,
+                "stop": p.stopped,
+            })
+        })
+        .collect();
+    let file = dir.join("stopping.json");
+    let text = serde_json::to_string_pretty(&serde_json::json!({
+        "rule": rule,
+        "cases": entries,
+    }))?;
+    std::fs::write(&file, text + "\n").with_context(|| format!("writing {}", file.display()))
 }
 
 /// Finds `template`'s highest sustainable rate (its runs go to `runs/warmup/`, the search
@@ -465,5 +658,86 @@ pub fn measurement_lock(exclusive: bool, limit: Duration) -> Result<File> {
             );
         }
         std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::profile::Adaptive;
+
+    const RULE: Adaptive = Adaptive {
+        min_repetitions: 3,
+        max_repetitions: 6,
+        target_ci_half_width: 0.05,
+    };
+
+    fn reason(d: &Decision) -> Option<&'static str> {
+        match d {
+            Decision::Continue => None,
+            Decision::Stop(s) => Some(s.reason),
+        }
+    }
+
+    #[test]
+    fn a_case_runs_at_least_the_minimum_even_when_precise() {
+        // Two identical values: a CI of zero width, yet below the minimum of 3.
+        assert_eq!(decide(&[100.0, 100.0], 2, &RULE), Decision::Continue);
+        assert_eq!(decide(&[], 0, &RULE), Decision::Continue);
+    }
+
+    #[test]
+    fn a_case_stops_once_its_ci_is_within_the_target() {
+        // mean 100, sd 1, n 3: half-width t(0.975, 2) * 1 / sqrt(3) = 4.303 / 1.732 = 2.48%.
+        let d = decide(&[99.0, 100.0, 101.0], 3, &RULE);
+        let Decision::Stop(stop) = d else {
+            panic!("{d:?}")
+        };
+        assert_eq!((stop.reason, stop.runs), ("target-reached", 3));
+        assert!((stop.relative_half_width.unwrap() - 0.024_843).abs() < 1e-5);
+        assert_eq!(stop.mean, Some(100.0));
+    }
+
+    #[test]
+    fn a_wide_ci_continues_until_the_maximum() {
+        // mean 100, sd 10, n 3: ±24.8%, far from 5%.
+        let wide = [90.0, 100.0, 110.0];
+        assert_eq!(decide(&wide, 3, &RULE), Decision::Continue);
+        let noisier = [90.0, 100.0, 110.0, 90.0, 100.0, 110.0];
+        let d = decide(&noisier, 6, &RULE);
+        assert_eq!(reason(&d), Some("maximum-reached"), "{d:?}");
+        let Decision::Stop(stop) = d else {
+            unreachable!()
+        };
+        assert!(stop.relative_half_width.unwrap() > 0.05);
+    }
+
+    #[test]
+    fn failed_runs_count_toward_the_maximum() {
+        // Six attempts, two of them failed: stop, even though only four values exist.
+        let d = decide(&[90.0, 110.0, 90.0, 110.0], 6, &RULE);
+        assert_eq!(reason(&d), Some("maximum-reached"));
+        // One value only and the maximum reached: no CI to report.
+        let Decision::Stop(stop) = decide(&[5.0], 6, &RULE) else {
+            panic!()
+        };
+        assert_eq!((stop.runs, stop.relative_half_width), (1, None));
+    }
+
+    #[test]
+    fn a_zero_mean_never_reaches_a_relative_target() {
+        let d = decide(&[0.0, 0.0, 0.0], 3, &RULE);
+        assert_eq!(d, Decision::Continue);
+    }
+
+    #[test]
+    fn the_stop_says_why() {
+        let Decision::Stop(stop) = decide(&[99.0, 100.0, 101.0], 3, &RULE) else {
+            panic!()
+        };
+        assert_eq!(
+            stop.describe("throughput_tasks_per_sec"),
+            "stopped after 3 runs: target reached, throughput_tasks_per_sec 95% CI ±2.5% of the mean"
+        );
     }
 }

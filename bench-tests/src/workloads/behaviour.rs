@@ -32,11 +32,54 @@ pub struct DeadLetterTiming {
 pub struct Redelivery {
     pub driver: String,
     pub visibility_timeout_secs: u64,
+    /// When the first attempt started, from the task itself (just after the worker claimed it).
+    pub first_start_ns: u64,
     /// When the worker holding the task was SIGKILLed.
     pub killed_ns: u64,
     /// When the task started again, in the second worker.
     pub rerun_start_ns: u64,
+    /// From the kill to the second start.
     pub recovery_ms: f64,
+    /// From the first start to the second: what the visibility timeout bounds from below.
+    pub redelivery_ms: f64,
+}
+
+/// How much earlier than the visibility timeout after the first start a redelivery may
+/// come: the lock is set when the worker claims the task (`locked_until = now + timeout`),
+/// a moment before the task's first line stamps its start, so the second start can precede
+/// first start + timeout by that claim-to-start gap (deserialising and dispatching one task,
+/// milliseconds here; 250 ms leaves room on a loaded 2-core machine). Lock times are
+/// microseconds in both brokers (PostgreSQL timestamptz, MySQL DATETIME(6)), so no rounding.
+pub const REDELIVERY_EARLY_TOLERANCE_MS: f64 = 250.0;
+
+/// How much later than the timeout after the kill it may come: the second worker starts
+/// after the kill (interpreter and imports, about 0.4 s measured cold start) and then polls
+/// every 100 ms; 15 s leaves room for a loaded machine.
+pub const REDELIVERY_LATE_TOLERANCE_MS: f64 = 15_000.0;
+
+impl Redelivery {
+    /// Checks that the task ran again no sooner than its visibility timeout allows and not
+    /// much later; the error says which bound failed and by how much.
+    pub fn check_timing(&self) -> Result<()> {
+        let timeout_ms = self.visibility_timeout_secs as f64 * 1000.0;
+        let earliest = timeout_ms - REDELIVERY_EARLY_TOLERANCE_MS;
+        if self.redelivery_ms < earliest {
+            bail!(
+                "{}: the task ran again {:.0} ms after its first start, before its {timeout_ms:.0} ms visibility timeout (allowing {REDELIVERY_EARLY_TOLERANCE_MS} ms for claim-to-start)",
+                self.driver,
+                self.redelivery_ms
+            );
+        }
+        let latest = timeout_ms + REDELIVERY_LATE_TOLERANCE_MS;
+        if self.recovery_ms > latest {
+            bail!(
+                "{}: the task ran again {:.0} ms after its worker was killed, later than the {timeout_ms:.0} ms timeout + {REDELIVERY_LATE_TOLERANCE_MS} ms",
+                self.driver,
+                self.recovery_ms
+            );
+        }
+        Ok(())
+    }
 }
 
 /// Dispatches one `always_fails` task (max_attempts=1) and times the dead-letter row.
@@ -87,9 +130,10 @@ pub fn visibility_recovery(h: &Harness, driver: Driver) -> Result<Redelivery> {
     space.prepare(System::ASYNCTASQ, &env)?;
     produce(&env, &space, "slow_first")?;
     let mut first = start_worker(&env, &space, "worker", "600")?;
-    wait_until(&collector, &mut first, "the task to start", |t| {
+    let started = wait_until(&collector, &mut first, "the task to start", |t| {
         !t.records.is_empty()
     })?;
+    let first_start_ns = started.records[0].start_ns;
     first.kill();
     let killed_ns = crate::measure::clock::unix_ns();
     let mut second = start_worker(&env, &space, "worker2", "0")?;
@@ -101,9 +145,11 @@ pub fn visibility_recovery(h: &Harness, driver: Driver) -> Result<Redelivery> {
     Ok(Redelivery {
         driver: driver.name().into(),
         visibility_timeout_secs: SLOW_FIRST_VISIBILITY_SECS,
+        first_start_ns,
         killed_ns,
         rerun_start_ns,
         recovery_ms: (rerun_start_ns as f64 - killed_ns as f64) / 1e6,
+        redelivery_ms: (rerun_start_ns as f64 - first_start_ns as f64) / 1e6,
     })
 }
 
@@ -157,5 +203,55 @@ fn wait_until(
                 .context(format!("no sign of {what} within {LIMIT:?}"));
         }
         std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A redelivery `first_ms` after the first start and `kill_ms` after the kill.
+    fn redelivery(first_ms: f64, kill_ms: f64) -> Redelivery {
+        let first_start_ns = 1_000_000_000_000;
+        let rerun_start_ns = first_start_ns + (first_ms * 1e6) as u64;
+        let killed_ns = rerun_start_ns - (kill_ms * 1e6) as u64;
+        Redelivery {
+            driver: "postgres".into(),
+            visibility_timeout_secs: SLOW_FIRST_VISIBILITY_SECS,
+            first_start_ns,
+            killed_ns,
+            rerun_start_ns,
+            recovery_ms: kill_ms,
+            redelivery_ms: first_ms,
+        }
+    }
+
+    #[test]
+    fn a_redelivery_after_the_timeout_passes() {
+        redelivery(2_050.0, 1_900.0).check_timing().unwrap();
+        // Just inside the claim-to-start tolerance.
+        redelivery(1_800.0, 1_700.0).check_timing().unwrap();
+    }
+
+    #[test]
+    fn a_redelivery_before_the_timeout_fails() {
+        // The old check (0 < after-kill < timeout + 15 s) let this through: a task run again
+        // 300 ms after its start, as if the broker ignored the lock.
+        let early = redelivery(300.0, 150.0);
+        let err = early.check_timing().unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "postgres: the task ran again 300 ms after its first start, before its 2000 ms visibility timeout (allowing 250 ms for claim-to-start)"
+        );
+    }
+
+    #[test]
+    fn a_redelivery_long_after_the_timeout_fails() {
+        let late = redelivery(20_000.0, 19_000.0);
+        assert!(late
+            .check_timing()
+            .unwrap_err()
+            .to_string()
+            .contains("later than the 2000 ms timeout + 15000 ms"));
     }
 }

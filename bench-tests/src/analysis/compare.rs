@@ -2,12 +2,27 @@
 //! directory to a new one, with a 95% CI, flagging regressions beyond noise (as criterion
 //! does with saved baselines): worse, significant (Welch and Mann-Whitney p < 0.05), the
 //! ratio's CI excluding 1, and larger than the noise threshold.
+//!
+//! Only valid runs count (`summary::validity`, as in the summary). Latency is compared in
+//! paced groups only. When the sample sizes cannot reach p < 0.05 (fewer than two runs on a
+//! side, or too few for Mann-Whitney: 3 vs 3 cannot go below 0.081) the status is "cannot
+//! tell (n = a vs b)", never "no change". CPU% has no better direction: a significant change
+//! is "changed". The A/A check of the machine: run the same configuration twice and compare,
+//!
+//! ```text
+//! cargo xtask bench --profile ci --scenario throughput --system asynctasq --repetitions 5 --warmup 0 --results /tmp/aa1
+//! cargo xtask bench --profile ci --scenario throughput --system asynctasq --repetitions 5 --warmup 0 --results /tmp/aa2
+//! cargo xtask compare /tmp/aa1/<run-id> /tmp/aa2/<run-id>
+//! ```
+//!
+//! (or `cargo xtask aa`, which does the three steps); it must report no regression and no
+//! improvement.
 
 use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use crate::analysis::stats;
+use crate::analysis::stats::{self, Better};
 use crate::analysis::summary::{self, GroupKey};
 use crate::result::RunResult;
 
@@ -25,55 +40,39 @@ pub struct Change {
     pub change_ci95_low: f64,
     pub change_ci95_high: f64,
     pub welch_p: f64,
-    /// regressed, improved, no change, or not enough repetitions.
+    /// Valid runs on each side.
+    pub base_n: usize,
+    pub new_n: usize,
+    /// regressed, improved, changed (no better direction), no change, or
+    /// "cannot tell (n = base vs new)".
     pub status: String,
 }
 
 pub fn compare(base: &[RunResult], new: &[RunResult]) -> Vec<Change> {
-    let (base_groups, new_groups) = (summary::grouped(base), summary::grouped(new));
+    let (base_groups, new_groups) = (summary::grouped_valid(base), summary::grouped_valid(new));
     let mut changes = Vec::new();
     for (key, new_runs) in &new_groups {
         let Some(base_runs) = base_groups.get(key) else {
             continue;
         };
-        for def in &summary::METRICS {
-            let values = |runs: &Vec<&RunResult>| -> Vec<f64> {
-                runs.iter()
-                    .filter_map(|r| (def.value)(r))
-                    .filter(|v| v.is_finite())
-                    .collect()
-            };
-            let (b, n) = (values(base_runs), values(new_runs));
+        for def in summary::METRICS.iter().filter(|d| d.judged_in(&key.mode)) {
+            let (b, n) = (
+                summary::values(def, base_runs),
+                summary::values(def, new_runs),
+            );
             if b.is_empty() || n.is_empty() {
                 continue;
             }
             let c = stats::compare(
                 &n,
                 &b,
-                def.higher_is_better,
+                def.better,
                 "new",
                 "base",
                 summary::BOOTSTRAP_SEED,
                 summary::BOOTSTRAP_RESAMPLES,
             );
             let change = c.ratio - 1.0;
-            let worse = if def.higher_is_better {
-                change < 0.0
-            } else {
-                change > 0.0
-            };
-            let ci_excludes_one = c.ratio_ci95_low > 1.0 || c.ratio_ci95_high < 1.0;
-            let status = if b.len() < 2 || n.len() < 2 {
-                "not enough repetitions"
-            } else if c.significant && ci_excludes_one && change.abs() > NOISE_THRESHOLD {
-                if worse {
-                    "regressed"
-                } else {
-                    "improved"
-                }
-            } else {
-                "no change"
-            };
             changes.push(Change {
                 group: label(key),
                 metric: def.name.to_string(),
@@ -83,11 +82,31 @@ pub fn compare(base: &[RunResult], new: &[RunResult]) -> Vec<Change> {
                 change_ci95_low: c.ratio_ci95_low - 1.0,
                 change_ci95_high: c.ratio_ci95_high - 1.0,
                 welch_p: c.welch_p,
-                status: status.to_string(),
+                base_n: b.len(),
+                new_n: n.len(),
+                status: status(&c, def.better, b.len(), n.len()),
             });
         }
     }
     changes
+}
+
+/// Beyond noise: significant, the ratio's CI excluding 1 and the change above the threshold.
+fn status(c: &stats::Compare, better: Better, base_n: usize, new_n: usize) -> String {
+    let change = c.ratio - 1.0;
+    let ci_excludes_one = c.ratio_ci95_low > 1.0 || c.ratio_ci95_high < 1.0;
+    let beyond_noise = c.significant && ci_excludes_one && change.abs() > NOISE_THRESHOLD;
+    if !beyond_noise && !stats::can_reach_significance(base_n, new_n) {
+        return format!("cannot tell (n = {base_n} vs {new_n})");
+    }
+    let status = match (beyond_noise, better) {
+        (false, _) => "no change",
+        (true, Better::Neither) => "changed",
+        (true, Better::Higher) if change < 0.0 => "regressed",
+        (true, Better::Lower) if change > 0.0 => "regressed",
+        (true, _) => "improved",
+    };
+    status.to_string()
 }
 
 fn label(key: &GroupKey) -> String {
@@ -104,21 +123,36 @@ pub fn render(changes: &[Change]) -> String {
         "{:<58} {:<26} {:>12} {:>12} {:>24} {:>8}  status",
         "group", "metric", "base", "new", "change (95% CI)", "p"
     );
+    let num = |x: f64| {
+        if x.is_finite() {
+            format!("{x:.2}")
+        } else {
+            "–".to_string()
+        }
+    };
     for c in changes {
         let _ = writeln!(
             out,
-            "{:<58} {:<26} {:>12.2} {:>12.2} {:>24} {:>8.3}  {}",
+            "{:<58} {:<26} {:>12} {:>12} {:>24} {:>8}  {}",
             c.group,
             c.metric,
-            c.base_median,
-            c.new_median,
-            format!(
-                "{:+.1}% [{:+.1}, {:+.1}]",
-                c.change * 100.0,
-                c.change_ci95_low * 100.0,
-                c.change_ci95_high * 100.0
-            ),
-            c.welch_p,
+            num(c.base_median),
+            num(c.new_median),
+            if c.change_ci95_low.is_finite() && c.change_ci95_high.is_finite() {
+                format!(
+                    "{:+.1}% [{:+.1}, {:+.1}]",
+                    c.change * 100.0,
+                    c.change_ci95_low * 100.0,
+                    c.change_ci95_high * 100.0
+                )
+            } else {
+                format!("{:+.1}%", c.change * 100.0)
+            },
+            if c.welch_p.is_finite() {
+                format!("{:.3}", c.welch_p)
+            } else {
+                "–".to_string()
+            },
             c.status
         );
     }

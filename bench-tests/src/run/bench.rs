@@ -256,7 +256,7 @@ pub fn execute(h: &Harness, plan: &BenchPlan, results_root: &Path) -> Result<Ben
                         &bar,
                         format!(
                             "{label}: {:.0} tasks/s, enqueue {:.0}/s, {:.1}s{}",
-                            out.result.metrics.throughput_tasks_per_sec,
+                            out.result.metrics.throughput_tasks_per_sec.unwrap_or(f64::NAN),
                             out.result.metrics.enqueue_rate_per_sec,
                             started.elapsed().as_secs_f64(),
                             if out.result.errors.is_empty() {
@@ -322,7 +322,8 @@ fn search_rates(
             bar,
             format!(
                 "{label}, {what}: {:.0} tasks/s, p99 {:.1} ms",
-                result.metrics.throughput_tasks_per_sec, result.metrics.latency_p99_ms
+                result.metrics.throughput_tasks_per_sec.unwrap_or(f64::NAN),
+                result.metrics.latency_p99_ms
             ),
         );
         if written.is_ok() {

@@ -64,7 +64,11 @@ impl Criterion {
 
     fn holds(&self, value: f64) -> bool {
         let (low, low_closed, high, high_closed) = self.passing();
-        let above = if low_closed { value >= low } else { value > low };
+        let above = if low_closed {
+            value >= low
+        } else {
+            value > low
+        };
         let below = if high_closed {
             value <= high
         } else {
@@ -390,9 +394,11 @@ mod tests {
             groups: vec![group("asynctasq", "throughput_tasks_per_sec", 4000.0)],
             ..Summary::default()
         };
-        let status = |op: &str, t: f64| evaluate(&[criterion("asynctasq", op, t, None)], &summary)[0]
-            .status
-            .clone();
+        let status = |op: &str, t: f64| {
+            evaluate(&[criterion("asynctasq", op, t, None)], &summary)[0]
+                .status
+                .clone()
+        };
         // The old code judged the mean alone: 4000 > 3999 passed.
         assert_eq!(status(">", 3999.0), "inconclusive");
         assert_eq!(status("<", 4001.0), "inconclusive");

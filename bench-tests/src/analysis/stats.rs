@@ -649,7 +649,15 @@ mod tests {
     #[test]
     fn zero_variance_edge_cases() {
         // Both constant, different values: they differ surely.
-        let c = compare(&[2.0, 2.0, 2.0], &[1.0, 1.0, 1.0], Better::Higher, "a", "b", 0, 100);
+        let c = compare(
+            &[2.0, 2.0, 2.0],
+            &[1.0, 1.0, 1.0],
+            Better::Higher,
+            "a",
+            "b",
+            0,
+            100,
+        );
         assert_eq!(c.welch_p, 0.0);
         assert_eq!(c.cohens_d, f64::INFINITY);
         // scipy.stats.ttest_ind([2,2,2], [1,1,1], equal_var=False).pvalue -> 0.0 as well.
@@ -660,7 +668,15 @@ mod tests {
         assert_eq!(c.verdict, "a faster than b (2.00x, p=0.047)");
         // Identical constant samples. (scipy returns NaN for both p-values here; we report
         // 1.0: no evidence of a difference.)
-        let c = compare(&[3.0, 3.0, 3.0], &[3.0, 3.0], Better::Higher, "a", "b", 0, 100);
+        let c = compare(
+            &[3.0, 3.0, 3.0],
+            &[3.0, 3.0],
+            Better::Higher,
+            "a",
+            "b",
+            0,
+            100,
+        );
         assert_eq!(c.welch_p, 1.0);
         assert_eq!(c.mann_whitney_p, 1.0);
         assert_eq!(c.cohens_d, 0.0);
@@ -724,7 +740,15 @@ mod tests {
         assert!(can_reach_significance(4, 4) && can_reach_significance(2, 10));
         // Completely separated 3 vs 3: the old wording called it "too few runs to call";
         // a compare of two run directories said "no change".
-        let c = compare(&[1.0, 2.0, 3.0], &[4.0, 5.0, 6.0], Better::Higher, "a", "b", 0, 10);
+        let c = compare(
+            &[1.0, 2.0, 3.0],
+            &[4.0, 5.0, 6.0],
+            Better::Higher,
+            "a",
+            "b",
+            0,
+            10,
+        );
         assert!(!c.significant);
         assert_eq!(c.verdict, "cannot tell (n = 3 vs 3)");
     }

@@ -93,7 +93,8 @@ pub fn metrics(input: &MeasureInput) -> (Metrics, Histograms) {
         }
     };
     let usage = sampler::usage(input.samples, first_start, last_end);
-    let cpu_percent = cpu_measured(input.samples, first_start, last_end).then_some(usage.cpu_percent);
+    let cpu_percent =
+        cpu_measured(input.samples, first_start, last_end).then_some(usage.cpu_percent);
     let pids: HashSet<u32> = records.iter().map(|r| r.pid).collect();
 
     let metrics = Metrics {
@@ -225,7 +226,10 @@ mod tests {
         );
         assert!((m.processing_time_seconds - 1.003).abs() < 1e-9);
         assert!((m.throughput_tasks_per_sec.unwrap() - 3.0 / 1.003).abs() < 1e-9);
-        assert_eq!(m.cpu_percent, None, "no sample inside the window: not measured");
+        assert_eq!(
+            m.cpu_percent, None,
+            "no sample inside the window: not measured"
+        );
         assert!((m.processing_time_from_spawn_seconds - 1.503).abs() < 1e-9);
         // end-to-end: 1001, 1492, 1983 ms
         assert!((m.latency_mean_ms - (1001.0 + 1492.0 + 1983.0) / 3.0).abs() < 1e-6);

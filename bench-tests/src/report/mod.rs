@@ -78,6 +78,29 @@ pub fn read_summary(dir: &Path) -> Option<SummaryFile> {
     serde_json::from_str(&std::fs::read_to_string(dir.join("summary.json")).ok()?).ok()
 }
 
+/// What only the bench that wrote a directory knows (its order seed and failed runs), from
+/// its `summary.json`. Read field by field: statistics that do not exist are written as
+/// `null` and would make the whole file unreadable as a [`SummaryFile`].
+pub fn bench_facts(dir: &Path) -> (Option<u64>, Vec<String>) {
+    let value: Option<serde_json::Value> = std::fs::read_to_string(dir.join("summary.json"))
+        .ok()
+        .and_then(|text| serde_json::from_str(&text).ok());
+    let Some(value) = value else {
+        return (None, Vec::new());
+    };
+    let seed = value.get("order_seed").and_then(serde_json::Value::as_u64);
+    let failures = value
+        .get("failures")
+        .and_then(serde_json::Value::as_array)
+        .map(|list| {
+            list.iter()
+                .filter_map(|f| f.as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default();
+    (seed, failures)
+}
+
 /// Reads `dir/sweeps/*.json` (none when the paced rates were given, not searched).
 pub fn load_sweeps(dir: &Path) -> Result<Vec<crate::run::sweep::SweepOutcome>> {
     let Ok(entries) = std::fs::read_dir(dir.join("sweeps")) else {
@@ -577,15 +600,11 @@ fn fmt_ratio(c: &summary::Comparison) -> String {
     }
 }
 
-/// Whether a comparison belongs in the executive summary: between systems at the same
-/// concurrency (and stress step), or between each system's standard pools (throughput, drivers). Paced pairs
-/// differ in rate and are read from the latency-vs-rate chart instead.
+/// Whether a comparison belongs in the executive summary: every comparison is like for
+/// like now; paced throughput is the offered rate (read latency there instead), and cold
+/// start compares time to first task in its own table.
 fn headline(c: &summary::Comparison) -> bool {
-    // Cold start compares time to first task, in its own table, not throughput.
-    c.mode != "paced"
-        && c.scenario != "coldstart"
-        && (matches!(c.scenario.as_str(), "throughput" | "drivers")
-            || summary::same_sizes(&c.variant_a, &c.variant_b))
+    c.mode != "paced" && c.scenario != "coldstart"
 }
 
 /// The Markdown report.
@@ -720,7 +739,7 @@ pub fn markdown(results: &[RunResult], file: &SummaryFile, chart_names: &[String
          Like configurations only (same scenario, broker, mode, concurrency, rate and size) are compared, by the ratio of \
          medians with a seeded bootstrap 95% CI ({} resamples), Welch's t-test, Mann-Whitney U and Cohen's d; a \
          difference is called significant when Welch's p after Holm's correction over all {} comparisons of this \
-         report and Mann-Whitney's p are both below 0.05. When the run counts cannot reach p < 0.05 at all (e.g. 3 vs 3) \
+         report and Mann-Whitney's p are both below 0.05 (a verdict's p is the larger of the two). When the run counts cannot reach p < 0.05 at all (e.g. 3 vs 3) \
          the verdict is \"cannot tell\". CPU% has no better direction (less CPU is cheaper, more is a pool using the \
          cores): its comparisons state the ratio only. A criterion passes only when its whole 95% CI lies on the passing \
          side of the threshold, fails only when the whole CI lies on the other side, and is otherwise inconclusive; \
@@ -1150,7 +1169,10 @@ pub fn csv(results: &[RunResult]) -> Result<String> {
         "excluded_because",
     ])?;
     // Empty cell: not measured.
-    let cell = |x: Option<f64>| x.filter(|v| v.is_finite()).map_or(String::new(), |v| v.to_string());
+    let cell = |x: Option<f64>| {
+        x.filter(|v| v.is_finite())
+            .map_or(String::new(), |v| v.to_string())
+    };
     for r in results {
         let (c, m) = (&r.configuration, &r.metrics);
         writer.write_record([

@@ -44,7 +44,13 @@ pub fn summarize(results: &[RunResult]) -> Vec<SummaryRow> {
                 .filter(|r| crate::analysis::summary::validity(r).is_ok())
                 .collect();
             let m = |f: fn(&RunResult) -> f64| {
-                median(group.iter().map(|r| f(r)).filter(|v| v.is_finite()).collect())
+                median(
+                    group
+                        .iter()
+                        .map(|r| f(r))
+                        .filter(|v| v.is_finite())
+                        .collect(),
+                )
             };
             SummaryRow {
                 repetitions: group.len(),

@@ -256,7 +256,10 @@ pub fn execute(h: &Harness, plan: &BenchPlan, results_root: &Path) -> Result<Ben
                         &bar,
                         format!(
                             "{label}: {:.0} tasks/s, enqueue {:.0}/s, {:.1}s{}",
-                            out.result.metrics.throughput_tasks_per_sec.unwrap_or(f64::NAN),
+                            out.result
+                                .metrics
+                                .throughput_tasks_per_sec
+                                .unwrap_or(f64::NAN),
                             out.result.metrics.enqueue_rate_per_sec,
                             started.elapsed().as_secs_f64(),
                             if out.result.errors.is_empty() {

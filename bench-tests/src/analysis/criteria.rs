@@ -7,7 +7,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::analysis::summary::Summary;
+use crate::analysis::summary::{Group, Summary};
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -160,6 +160,19 @@ impl Criterion {
     }
 }
 
+/// A memory criterion is judged on PSS when the runs measured it: RSS counts the pages
+/// prefork's children share once per child, PSS splits them. The group's PSS, if any.
+fn pss_instead<'a>(summary: &'a Summary, g: &Group) -> Option<&'a Group> {
+    if g.metric != "memory_rss_mb" {
+        return None;
+    }
+    summary.groups.iter().find(|p| {
+        p.metric == "memory_pss_mb"
+            && (&p.scenario, &p.driver, &p.system, &p.variant, &p.mode)
+                == (&g.scenario, &g.driver, &g.system, &g.variant, &g.mode)
+    })
+}
+
 /// Whether a criterion on `metric` may be judged on runs of `mode` (latency: paced only).
 fn judged_in(metric: &str, mode: &str) -> bool {
     crate::analysis::summary::metric(metric).is_none_or(|m| m.judged_in(mode))
@@ -181,11 +194,15 @@ pub fn evaluate(criteria: &[Criterion], summary: &Summary) -> Vec<Verdict> {
                         && Criterion::optional(&c.mode, &g.mode)
                         && judged_in(&c.metric, &g.mode)
                 }) {
+                    let (g, what) = match pss_instead(summary, g) {
+                        Some(pss) => (pss, " PSS"),
+                        None => (g, ""),
+                    };
                     verdicts.push(Verdict {
                         name: c.name.clone(),
                         claim: c.claim.clone(),
                         measured_on: format!(
-                            "{} {} {} {} on {} (mean of {})",
+                            "{} {} {} {} on {} (mean{what} of {})",
                             g.scenario, g.system, g.variant, g.mode, g.driver, g.n
                         ),
                         value: Some(g.mean),
@@ -277,7 +294,7 @@ pub fn evaluate(criteria: &[Criterion], summary: &Summary) -> Vec<Verdict> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::analysis::summary::{Comparison, Group};
+    use crate::analysis::summary::Comparison;
 
     fn group(system: &str, metric: &str, mean: f64) -> Group {
         Group {
@@ -441,6 +458,28 @@ mod tests {
         let v = evaluate(&[c], &both);
         assert_eq!(v.len(), 1);
         assert_eq!(v[0].status, "fail");
+    }
+
+    #[test]
+    fn memory_criteria_use_pss_when_the_runs_measured_it() {
+        let mut c = criterion("asynctasq", "<", 100.0, None);
+        c.metric = "memory_rss_mb".into();
+        let rss = group("asynctasq", "memory_rss_mb", 150.0);
+        let only_rss = Summary {
+            groups: vec![rss.clone()],
+            ..Summary::default()
+        };
+        assert_eq!(
+            evaluate(std::slice::from_ref(&c), &only_rss)[0].status,
+            "fail"
+        );
+        let both = Summary {
+            groups: vec![rss, group("asynctasq", "memory_pss_mb", 60.0)],
+            ..Summary::default()
+        };
+        let v = evaluate(&[c], &both);
+        assert_eq!((v[0].status.as_str(), v[0].value), ("pass", Some(60.0)));
+        assert!(v[0].measured_on.contains("PSS"), "{}", v[0].measured_on);
     }
 
     #[test]

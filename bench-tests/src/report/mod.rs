@@ -862,9 +862,9 @@ pub fn markdown(results: &[RunResult], file: &SummaryFile, chart_names: &[String
             for (system, variant, _mode, drain, enqueue) in &ceiling.fractions {
                 let _ = writeln!(
                     md,
-                    "| {system} | {variant} | {:.1}% | {:.1}% |",
-                    drain * 100.0,
-                    enqueue * 100.0
+                    "| {system} | {variant} | {}% | {}% |",
+                    num(drain * 100.0, 1),
+                    num(enqueue * 100.0, 1)
                 );
             }
         }
@@ -1052,12 +1052,12 @@ fn mixed_section(
             };
             let _ = writeln!(
                 md,
-                "| {} | {} | {kind} | {:.0} | {:.2} | {:.2} |",
+                "| {} | {} | {kind} | {} | {} | {} |",
                 k.system,
                 k.variant,
-                of(|m| m.expected as f64),
-                of(|m| m.service_p50_ms),
-                of(|m| m.service_p99_ms)
+                num(of(|m| m.expected as f64), 0),
+                num(of(|m| m.service_p50_ms), 2),
+                num(of(|m| m.service_p99_ms), 2)
             );
         }
     }
@@ -1109,15 +1109,15 @@ fn stress_section(md: &mut String, ramps: &[crate::workloads::stress::Ramp], dri
             };
             let _ = writeln!(
                 md,
-                "| {} | {} | {:.0} | {:.0} | {} | {growth} | {}/{} | {:.1} | {} | {:.4} |",
+                "| {} | {} | {} | {} | {} | {growth} | {}/{} | {} | {} | {:.4} |",
                 s.task_count,
                 s.n,
-                s.throughput_tasks_per_sec,
-                s.enqueue_rate_per_sec,
-                s.queue_depth_max.map_or("-".into(), |d| format!("{d:.0}")),
+                num(s.throughput_tasks_per_sec, 0),
+                num(s.enqueue_rate_per_sec, 0),
+                s.queue_depth_max.map_or(DASH.into(), |d| format!("{d:.0}")),
                 s.linear_runs,
                 s.n,
-                s.memory_rss_mb,
+                num(s.memory_rss_mb, 1),
                 s.memory_growth_mb
                     .map_or("too short to sample".into(), |g| format!("{g:+.1}")),
                 s.error_rate

@@ -52,9 +52,15 @@ pub fn compare_dirs(base: PathBuf, new: PathBuf) -> Result<ExitCode> {
     }
     print!("{}", compare::render(&changes));
     let regressed = changes.iter().filter(|c| c.status == "regressed").count();
+    let cannot_tell = changes
+        .iter()
+        .filter(|c| c.status.starts_with("cannot tell"))
+        .count();
     println!(
-        "{regressed} regression(s) beyond noise ({}% threshold, p < 0.05)",
-        compare::NOISE_THRESHOLD * 100.0
+        "{regressed} regression(s) beyond noise ({}% threshold, Holm-corrected p < 0.05); \
+         {cannot_tell} of {} comparison(s) could not tell (too few valid runs to reach p < 0.05)",
+        compare::NOISE_THRESHOLD * 100.0,
+        changes.len()
     );
     Ok(if regressed == 0 {
         ExitCode::SUCCESS

@@ -1,7 +1,8 @@
 //! `cargo xtask compare BASE NEW`: per group and metric, the change from a baseline run
 //! directory to a new one, with a 95% CI, flagging regressions beyond noise (as criterion
-//! does with saved baselines): worse, significant (Welch and Mann-Whitney p < 0.05), the
-//! ratio's CI excluding 1, and larger than the noise threshold.
+//! does with saved baselines): worse, significant (Welch's p after Holm's correction over all
+//! the changes, and Mann-Whitney's p, below 0.05), the ratio's CI excluding 1, and larger than
+//! the noise threshold.
 //!
 //! Only valid runs count (`summary::validity`, as in the summary). Latency is compared in
 //! paced groups only. When the sample sizes cannot reach p < 0.05 (fewer than two runs on a
@@ -40,6 +41,9 @@ pub struct Change {
     pub change_ci95_low: f64,
     pub change_ci95_high: f64,
     pub welch_p: f64,
+    /// Welch's p after Holm's correction over every change of this comparison; significant
+    /// means this and Mann-Whitney's p both below 0.05.
+    pub p_holm: f64,
     /// Valid runs on each side.
     pub base_n: usize,
     pub new_n: usize,
@@ -50,7 +54,7 @@ pub struct Change {
 
 pub fn compare(base: &[RunResult], new: &[RunResult]) -> Vec<Change> {
     let (base_groups, new_groups) = (summary::grouped_valid(base), summary::grouped_valid(new));
-    let mut changes = Vec::new();
+    let mut tested = Vec::new();
     for (key, new_runs) in &new_groups {
         let Some(base_runs) = base_groups.get(key) else {
             continue;
@@ -72,23 +76,35 @@ pub fn compare(base: &[RunResult], new: &[RunResult]) -> Vec<Change> {
                 summary::BOOTSTRAP_SEED,
                 summary::BOOTSTRAP_RESAMPLES,
             );
-            let change = c.ratio - 1.0;
-            changes.push(Change {
+            let change = Change {
                 group: label(key),
                 metric: def.name.to_string(),
                 base_median: stats::describe(&b).median,
                 new_median: stats::describe(&n).median,
-                change,
+                change: c.ratio - 1.0,
                 change_ci95_low: c.ratio_ci95_low - 1.0,
                 change_ci95_high: c.ratio_ci95_high - 1.0,
                 welch_p: c.welch_p,
+                p_holm: f64::NAN,
                 base_n: b.len(),
                 new_n: n.len(),
-                status: status(&c, def.better, b.len(), n.len()),
-            });
+                status: String::new(),
+            };
+            tested.push((change, c, def.better));
         }
     }
-    changes
+    // As in the summary: Holm over every Welch p of the comparison, Mann-Whitney raw.
+    let welch: Vec<f64> = tested.iter().map(|(_, c, _)| c.welch_p).collect();
+    tested
+        .into_iter()
+        .zip(stats::holm(&welch))
+        .map(|((mut change, mut c, better), p_holm)| {
+            change.p_holm = p_holm;
+            c.significant = p_holm < stats::ALPHA && c.mann_whitney_p < stats::ALPHA;
+            change.status = status(&c, better, change.base_n, change.new_n);
+            change
+        })
+        .collect()
 }
 
 /// Beyond noise: significant, the ratio's CI excluding 1 and the change above the threshold.
@@ -121,7 +137,7 @@ pub fn render(changes: &[Change]) -> String {
     let _ = writeln!(
         out,
         "{:<58} {:<26} {:>12} {:>12} {:>24} {:>8}  status",
-        "group", "metric", "base", "new", "change (95% CI)", "p"
+        "group", "metric", "base", "new", "change (95% CI)", "Holm p"
     );
     let num = |x: f64| {
         if x.is_finite() {
@@ -148,8 +164,8 @@ pub fn render(changes: &[Change]) -> String {
             } else {
                 format!("{:+.1}%", c.change * 100.0)
             },
-            if c.welch_p.is_finite() {
-                format!("{:.3}", c.welch_p)
+            if c.p_holm.is_finite() {
+                format!("{:.3}", c.p_holm)
             } else {
                 "–".to_string()
             },

@@ -738,8 +738,8 @@ pub fn markdown(results: &[RunResult], file: &SummaryFile, chart_names: &[String
          no failed task, every workload and configuration check passed; the others are listed under \"Excluded runs\". \
          Like configurations only (same scenario, broker, mode, concurrency, rate and size) are compared, by the ratio of \
          medians with a seeded bootstrap 95% CI ({} resamples), Welch's t-test, Mann-Whitney U and Cohen's d; a \
-         difference is called significant when Welch's p after Holm's correction over all {} comparisons of this \
-         report and Mann-Whitney's p are both below 0.05 (a verdict's p is the larger of the two). When the run counts cannot reach p < 0.05 at all (e.g. 3 vs 3) \
+         difference is called significant when Welch's p after Holm's correction over every comparison of this report ({} here) \
+         and Mann-Whitney's p are both below 0.05 (a verdict's p is the larger of the two). When the run counts cannot reach p < 0.05 at all (e.g. 3 vs 3) \
          the verdict is \"cannot tell\". CPU% has no better direction (less CPU is cheaper, more is a pool using the \
          cores): its comparisons state the ratio only. A criterion passes only when its whole 95% CI lies on the passing \
          side of the threshold, fails only when the whole CI lies on the other side, and is otherwise inconclusive; \

@@ -174,3 +174,63 @@ pub fn render(changes: &[Change]) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A valid run in DESIGN.md's format: throughput `tp` and CPU `cpu` at concurrency `c`.
+    fn run(id: &str, c: u32, tp: f64, cpu: f64) -> RunResult {
+        serde_json::from_value(serde_json::json!({
+            "benchmark_id": id, "timestamp": "t",
+            "configuration": {"system": "asynctasq", "driver": "redis", "workers": c,
+                "task_count": 1000, "scenario": "throughput", "mode": "drain",
+                "variant": format!("asyncio-c{c}"), "profile": "ci"},
+            "metrics": {"enqueue_time_seconds": 0.1, "processing_time_seconds": 1000.0 / tp,
+                "throughput_tasks_per_sec": tp, "latency_mean_ms": 1.0, "latency_p50_ms": 1.0,
+                "latency_p95_ms": 1.0, "latency_p99_ms": 1.0, "memory_rss_mb": 70.0,
+                "cpu_percent": cpu},
+            "errors": [],
+            "environment": {"host": "h", "cpus": 2, "python": "3", "versions": {}, "git_rev": "r"}
+        }))
+        .unwrap()
+    }
+
+    fn side(name: &str, groups: u32, tps: [f64; 5], cpus: [f64; 5]) -> Vec<RunResult> {
+        (1..=groups)
+            .flat_map(|c| {
+                (0..5).map(move |i| run(&format!("{name}-c{c}-r{i}"), c, tps[i], cpus[i]))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn holm_keeps_many_marginal_changes_from_reading_as_improvements() {
+        let base = side("base", 6, [100.0, 104.0, 98.0, 103.0, 101.0], [50.0; 5]);
+        // +6%: beyond the 2% threshold, the ratio's CI clear of 1, Welch p about 0.005 each.
+        let new = side("new", 6, [106.0, 110.0, 104.0, 109.0, 107.0], [50.0; 5]);
+        let changes = compare(&base, &new);
+        let tp: Vec<&Change> = changes
+            .iter()
+            .filter(|c| c.metric == "throughput_tasks_per_sec")
+            .collect();
+        assert_eq!(tp.len(), 6);
+        for c in tp {
+            // Each alone is significant (the old status: "improved"); not after Holm.
+            assert!(c.welch_p < 0.05 && c.change > NOISE_THRESHOLD, "{c:?}");
+            assert!(c.change_ci95_low > 0.0, "{c:?}");
+            assert!(c.p_holm > 0.05, "{c:?}");
+            assert_eq!(c.status, "no change", "{c:?}");
+        }
+    }
+
+    #[test]
+    fn a_cpu_change_is_a_change_not_a_regression() {
+        let base = side("base", 1, [100.0; 5], [40.0, 41.0, 42.0, 40.5, 41.5]);
+        let new = side("new", 1, [100.0; 5], [60.0, 61.0, 62.0, 60.5, 61.5]);
+        let changes = compare(&base, &new);
+        let cpu = changes.iter().find(|c| c.metric == "cpu_percent").unwrap();
+        // Before: "regressed" (lower CPU was taken as better).
+        assert_eq!(cpu.status, "changed", "{cpu:?}");
+    }
+}

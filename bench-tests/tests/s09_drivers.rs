@@ -33,7 +33,7 @@ fn every_system_completes_exactly_on_every_broker(
         (m.lost, m.duplicated, m.failed, m.foreign_records),
         (0, 0, 0, 0)
     );
-    assert!(m.throughput_tasks_per_sec > 0.0 && m.enqueue_rate_per_sec > 0.0);
+    assert!(m.throughput_tasks_per_sec.is_some_and(|t| t > 0.0) && m.enqueue_rate_per_sec > 0.0);
     assert!(out.result.errors.is_empty(), "{:?}", out.result.errors);
     // Wire size, read from the broker: a task message holds at least its arguments.
     let bytes = m.message_bytes.expect("drain runs read one message's size");

@@ -106,7 +106,9 @@ pub fn ramps(results: &[RunResult]) -> Vec<Ramp> {
                     Step {
                         task_count,
                         n: runs.len(),
-                        throughput_tasks_per_sec: med(|r| r.metrics.throughput_tasks_per_sec),
+                        throughput_tasks_per_sec: med(|r| {
+                            r.metrics.throughput_tasks_per_sec.unwrap_or(f64::NAN)
+                        }),
                         enqueue_rate_per_sec: med(|r| r.metrics.enqueue_rate_per_sec),
                         queue_depth_max: opt(|r| r.metrics.queue_depth_max.map(|d| d as f64)),
                         depth_growth_per_sec: opt(|r| {

@@ -27,8 +27,15 @@ enum Command {
     Setup,
     /// Run scenarios and write results/<run-id>/ (raw runs, histograms, summary).
     Bench(bench::BenchArgs),
-    /// Regenerate summary.json, report.md, runs.csv and charts/ of a results directory from its raw runs.
-    Report { dir: PathBuf },
+    /// Regenerate summary.json, report.md, runs.csv and charts/ of a results directory from its
+    /// raw runs; with --readme, every directory under results/reference/ and the README's
+    /// measured figures from them.
+    Report {
+        #[arg(required_unless_present = "readme")]
+        dir: Option<PathBuf>,
+        #[arg(long)]
+        readme: bool,
+    },
     /// Per-group change from a baseline results directory to a new one; exits 1 on a regression.
     Compare { base: PathBuf, new: PathBuf },
     /// A/A check of the machine: runs the same bench twice in this session and compares the two;
@@ -74,7 +81,11 @@ fn main() -> ExitCode {
     let outcome = match cli.command {
         Command::Setup => setup::run(),
         Command::Bench(args) => bench::run(args),
-        Command::Report { dir } => report::regenerate(dir),
+        Command::Report { dir, readme } => match (dir, readme) {
+            (_, true) => report::regenerate_readme(),
+            (Some(dir), false) => report::regenerate(dir),
+            (None, false) => unreachable!("clap requires DIR without --readme"),
+        },
         Command::Compare { base, new } => report::compare_dirs(base, new),
         Command::Aa {
             results,

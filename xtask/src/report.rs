@@ -40,6 +40,33 @@ pub fn regenerate(dir: PathBuf) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Regenerates every reference directory (results/reference/…) and the README's block of
+/// measured figures from their raw runs alone.
+pub fn regenerate_readme() -> Result<ExitCode> {
+    let root = bench_tests::project_root();
+    let reference = root.join("results/reference");
+    let dirs = report::readme::reference_dirs(&reference)?;
+    if dirs.is_empty() {
+        anyhow::bail!(
+            "{} holds no run directory (…/runs/*.json)",
+            reference.display()
+        );
+    }
+    for dir in &dirs {
+        regenerate(dir.clone())?;
+    }
+    let path = root.join("README.md");
+    let readme = std::fs::read_to_string(&path)?;
+    let block = report::readme::block(&reference, &dirs)?;
+    std::fs::write(&path, report::readme::splice(&readme, &block)?)?;
+    println!(
+        "wrote the measured figures of {} into {}",
+        dirs.len(),
+        path.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
 /// Prints per-group changes; exits non-zero when something regressed.
 pub fn compare_dirs(base: PathBuf, new: PathBuf) -> Result<ExitCode> {
     let changes = compare::compare(&report::load_runs(&base)?, &report::load_runs(&new)?);

@@ -4,6 +4,7 @@
 
 pub mod charts;
 pub mod output;
+pub mod readme;
 pub mod table;
 
 use std::collections::BTreeMap;

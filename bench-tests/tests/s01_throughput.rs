@@ -110,6 +110,14 @@ fn assert_ci_floors(case: &Case, result: &RunResult) {
     for c in ci_floors_of(case) {
         let value = (metric(&c.metric).expect("a known metric").value)(result)
             .unwrap_or_else(|| panic!("{}: {} not measured", c.name, c.metric));
+        eprintln!(
+            "{}: {} = {value:.1} ({} {} {})",
+            case.label(),
+            c.metric,
+            c.name,
+            c.op,
+            c.threshold
+        );
         let holds = match c.op.as_str() {
             ">" => value > c.threshold,
             ">=" => value >= c.threshold,

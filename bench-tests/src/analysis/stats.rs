@@ -261,6 +261,10 @@ pub fn can_reach_significance(na: usize, nb: usize) -> bool {
 /// correction, as [`compare`] computes it) that n_a vs n_b distinct values can give: complete
 /// separation, U = n_a n_b. 3 vs 3 gives 0.081, so no difference could be called; 4 vs 4
 /// gives 0.030. (Ties inside a side can go lower; measured floats do not tie.)
+/// Fewest runs per side with which a comparison can reach p < 0.05 at all (3 vs 3 cannot:
+/// see [`min_attainable_p`]); adaptive profiles keep at least this many.
+pub const MIN_RUNS_FOR_SIGNIFICANCE: usize = 4;
+
 pub fn min_attainable_p(na: usize, nb: usize) -> f64 {
     if na == 0 || nb == 0 {
         return 1.0;
@@ -779,5 +783,12 @@ mod tests {
             "{}",
             c.verdict
         );
+    }
+
+    #[test]
+    fn min_runs_for_significance_is_the_first_size_that_can_reach_it() {
+        let n = MIN_RUNS_FOR_SIGNIFICANCE;
+        assert!(min_attainable_p(n, n) < 0.05);
+        assert!(min_attainable_p(n - 1, n - 1) >= 0.05);
     }
 }

@@ -195,8 +195,13 @@ impl BenchPlan {
     }
 
     /// Runs of the repetitions (the rate searches come on top).
+    /// Runs of the repetitions at most (adaptive profiles: each case's maximum).
     pub fn total_runs(&self) -> u64 {
-        self.cases.len() as u64 * u64::from(self.profile.warmup + self.profile.repetitions)
+        let measured = match self.profile.adaptive() {
+            Ok(Some(a)) => a.max_repetitions,
+            _ => self.profile.repetitions,
+        };
+        self.cases.len() as u64 * u64::from(self.profile.warmup + measured)
     }
 }
 

@@ -194,8 +194,8 @@ impl BenchPlan {
         drivers
     }
 
-    /// Runs of the repetitions (the rate searches come on top).
-    /// Runs of the repetitions at most (adaptive profiles: each case's maximum).
+    /// Runs of the repetitions at most (adaptive profiles: each case's maximum; the rate
+    /// searches come on top).
     pub fn total_runs(&self) -> u64 {
         let measured = match self.profile.adaptive() {
             Ok(Some(a)) => a.max_repetitions,

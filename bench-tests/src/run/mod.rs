@@ -20,8 +20,9 @@ use crate::run::space::RunSpace;
 use crate::systems;
 use crate::workloads::{self, Case, Finished, Mode};
 
-/// Workers get this long to finish in-flight tasks after SIGTERM before SIGKILL.
-const WORKER_GRACE: Duration = Duration::from_secs(15);
+/// Workers get this long to finish in-flight tasks after SIGTERM before SIGKILL. Celery
+/// prefork's warm shutdown was seen to take over 15 s on a 2-core machine under heavy load.
+const WORKER_GRACE: Duration = Duration::from_secs(30);
 const LOG_TAIL_LINES: usize = 25;
 /// How often the broker's queue depth is read during a run, at most (the profile's sample
 /// interval when shorter).

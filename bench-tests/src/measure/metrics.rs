@@ -177,6 +177,7 @@ mod tests {
             repeats: vec![rec(2, 20, 2100, 2101)],
             foreign: 0,
             failed: 0,
+            unsent: 0,
         };
         let input = MeasureInput {
             mode: Mode::Drain,

@@ -26,6 +26,8 @@ pub struct RecorderCost {
     pub redis_incr_us: Vec<f64>,
     /// Records the collector received (distinct): proof the measured calls delivered.
     pub delivered: u64,
+    /// Loaded measurements: the records/s other senders sent the same collector meanwhile.
+    pub load_records_per_sec: Option<f64>,
 }
 
 impl RecorderCost {
@@ -50,6 +52,27 @@ fn median(values: &[f64]) -> f64 {
 
 /// Sends `count * batches` records from a Python process to a real collector.
 pub fn measure(h: &Harness, count: u64, batches: u64) -> Result<RecorderCost> {
+    measure_with(h, count, batches, None)
+}
+
+/// The same while `threads` other senders load the collector with `rate` records/s
+/// between them (another run's records: parsed and counted as foreign, as real work).
+pub fn measure_loaded(
+    h: &Harness,
+    count: u64,
+    batches: u64,
+    threads: u32,
+    rate: f64,
+) -> Result<RecorderCost> {
+    measure_with(h, count, batches, Some((threads, rate)))
+}
+
+fn measure_with(
+    h: &Harness,
+    count: u64,
+    batches: u64,
+    load: Option<(u32, f64)>,
+) -> Result<RecorderCost> {
     let workdir = tempfile::Builder::new()
         .prefix("tasq-bench-recorder-")
         .tempdir()?;
@@ -77,12 +100,18 @@ pub fn measure(h: &Harness, count: u64, batches: u64) -> Result<RecorderCost> {
             "--redis-url",
             &namespace.celery_url(),
         ]);
-    let (status, stdout) = crate::measure::procs::run_bounded(
+    let load = match load {
+        Some((threads, rate)) => Some(Load::start(collector.socket_path(), threads, rate)?),
+        None => None,
+    };
+    let ran = crate::measure::procs::run_bounded(
         "recorder-cost",
         &mut command,
         workdir.path(),
         Duration::from_secs(120),
-    )?;
+    );
+    let load_records_per_sec = load.map(Load::stop).transpose()?;
+    let (status, stdout) = ran?;
     if !status.success() {
         bail!(
             "recorder cost script failed ({status}): {}",
@@ -111,6 +140,7 @@ pub fn measure(h: &Harness, count: u64, batches: u64) -> Result<RecorderCost> {
         record_cpu_us: raw.record_cpu_ns.iter().map(|ns| ns / 1e3).collect(),
         redis_incr_us: raw.redis_incr_ns.iter().map(|ns| ns / 1e3).collect(),
         delivered,
+        load_records_per_sec,
     })
 }
 

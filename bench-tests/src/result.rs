@@ -138,6 +138,15 @@ pub struct Metrics {
     /// Mixed runs: counts and service times per kind of task.
     #[serde(default)]
     pub by_kind: Option<BTreeMap<String, crate::workloads::mix::KindMetrics>>,
+    /// Records the task-side recorders could not send (a full collector beyond their send
+    /// budget): a measurement error, those tasks look lost.
+    #[serde(default)]
+    pub records_unsent: u64,
+    /// Peak PSS of the worker process tree (shared pages split between the processes that
+    /// map them, so prefork children do not count the parent's pages again). None: not
+    /// measured (no readable smaps_rollup).
+    #[serde(default)]
+    pub memory_pss_mb: Option<f64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -160,4 +169,7 @@ pub struct TimePoint {
     pub rss_mb: f64,
     pub cpu_seconds: f64,
     pub processes: u32,
+    /// PSS of the worker tree (None: not measured).
+    #[serde(default)]
+    pub pss_mb: Option<f64>,
 }

@@ -276,6 +276,17 @@ impl Drop for Collector {
     }
 }
 
+/// The run's measurement error when recorders could not send some records.
+pub fn unsent_error(unsent: u64) -> Option<String> {
+    (unsent > 0).then(|| {
+        format!(
+            "measurement error: the task recorders could not send {unsent} records (the \
+             collector fell behind for more than their send budget); the tasks they describe \
+             may look lost, so the run is invalid"
+        )
+    })
+}
+
 /// Sums the recorders' per-process files. A file that cannot be read counts as one: it
 /// exists only because at least one send failed.
 pub fn read_unsent(dir: &Path) -> u64 {
@@ -671,6 +682,58 @@ mod tests {
         assert_eq!(tally.duplicates, 2, "a late duplicate is still counted");
         assert_eq!(tally.foreign, 3);
         assert_eq!(tally.failed, 1);
+    }
+
+    #[test]
+    fn finish_reads_the_recorders_unsent_counts_and_makes_them_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.sock");
+        let collector = Collector::bind(&path, "run", 1).unwrap();
+        let unsent = unsent_dir(&path);
+        std::fs::write(unsent.join("100-ab"), "3").unwrap();
+        std::fs::write(unsent.join("101-cd"), "garbage").unwrap();
+        std::fs::write(unsent.join("102-ef.tmp"), "9").unwrap();
+        let tally = collector.finish();
+        assert_eq!(
+            tally.unsent, 4,
+            "3, one for the unreadable file, not the temporary"
+        );
+        assert!(unsent_error(tally.unsent).unwrap().contains("4 records"));
+        assert_eq!(unsent_error(0), None);
+        assert!(!unsent.exists(), "removed with the collector");
+    }
+
+    #[test]
+    fn wait_all_is_not_woken_per_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.sock");
+        let collector = Collector::bind(&path, "run", 20_001).unwrap();
+        let sender = thread::spawn({
+            let path = path.clone();
+            move || {
+                let sock = RecordSender::connect(&path).unwrap();
+                for seq in 0..20_000 {
+                    sock.send(format!("run {seq} 1 2 3 9 ok").as_bytes())
+                        .unwrap();
+                }
+            }
+        });
+        let (mut checks, started) = (0u32, Instant::now());
+        let end = collector
+            .wait_all(
+                started + Duration::from_millis(800),
+                Duration::from_secs(5),
+                |_| {
+                    checks += 1;
+                    Ok(())
+                },
+            )
+            .unwrap();
+        sender.join().unwrap();
+        assert_eq!(end, WaitEnd::TimedOut, "one task never reports");
+        assert_eq!(collector.distinct(), 20_000);
+        // About every 100 ms: 8 in 800 ms, not one per record.
+        assert!(checks <= 12, "{checks} checks in {:?}", started.elapsed());
     }
 
     #[test]

@@ -144,6 +144,8 @@ pub fn metrics(input: &MeasureInput) -> (Metrics, Histograms) {
         queue_depth_max: None,
         queue_depth_growth: None,
         by_kind: None,
+        records_unsent: tally.unsent,
+        memory_pss_mb: usage.peak_pss_mb,
     };
     (metrics, h)
 }

@@ -43,7 +43,9 @@ fn recorder_costs_at_most_ten_microseconds_while_the_collector_is_loaded() {
     let h = common::harness();
     let _lock = bench_tests::run::bench::measurement_lock(true, Duration::from_secs(1800)).unwrap();
     // 200,000 records/s from two other senders: far beyond any task rate on this machine,
-    // under the collector's measured intake (tests/collector_intake.rs).
+    // under the collector's measured intake (tests/collector_intake.rs). Measured: 2.2 us
+    // of CPU, 3.2 us wall (unloaded 2.2 / 2.2); the datagram recorder and collector before:
+    // 4.0 us CPU, 10.6 us wall loaded (3.1 / 3.2 unloaded), its load held to 180,000/s.
     let cost =
         bench_tests::measure::recorder_cost::measure_loaded(h, 5000, 5, 2, 200_000.0).unwrap();
     report("loaded", &cost);

@@ -182,8 +182,13 @@ pub struct Metrics {
     /// Mixed runs: counts and service times per kind of task.
     #[serde(default)]
     pub by_kind: Option<BTreeMap<String, crate::workloads::mixed::KindMetrics>>,
-    /// Peak PSS of the worker process tree (`smaps_rollup`): shared pages split between
-    /// the processes that map them, so prefork children are not each charged for them.
+    /// Records the task-side recorders could not send (a full collector beyond their send
+    /// budget): a measurement error, those tasks look lost.
+    #[serde(default)]
+    pub records_unsent: u64,
+    /// Peak PSS of the worker process tree (shared pages split between the processes that
+    /// map them, so prefork children do not count the parent's pages again). None: not
+    /// measured (no readable smaps_rollup).
     #[serde(default)]
     pub memory_pss_mb: Option<f64>,
 }
@@ -213,6 +218,9 @@ pub struct TimePoint {
     pub rss_mb: f64,
     pub cpu_seconds: f64,
     pub processes: u32,
+    /// PSS of the worker tree (None: not measured).
+    #[serde(default)]
+    pub pss_mb: Option<f64>,
 }
 
 /// What a number the run did not record reads as: NaN, written back as `null`.

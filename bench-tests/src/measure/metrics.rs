@@ -150,7 +150,8 @@ pub fn metrics(input: &MeasureInput) -> (Metrics, Histograms) {
         queue_depth_max: None,
         queue_depth_growth: None,
         by_kind: None,
-        memory_pss_mb: None,
+        records_unsent: tally.unsent,
+        memory_pss_mb: usage.peak_pss_mb,
     };
     (metrics, h)
 }
@@ -200,6 +201,7 @@ mod tests {
             repeats: vec![rec(2, 20, 2100, 2101)],
             foreign: 0,
             failed: 0,
+            unsent: 0,
         };
         let input = MeasureInput {
             mode: Mode::Drain,
@@ -250,6 +252,7 @@ mod tests {
             t_ns: t_ms * 1_000_000,
             processes: 1,
             rss_bytes: 50 << 20,
+            pss_bytes: None,
             cpu_seconds,
         }
     }
@@ -280,6 +283,7 @@ mod tests {
             repeats: vec![],
             foreign: 0,
             failed: 0,
+            unsent: 0,
         };
         // Samples before and after the 1 ms window only: the old fallback used them.
         let samples = [sample(500, 0.1), sample(2000, 0.9)];
@@ -299,6 +303,7 @@ mod tests {
             repeats: vec![],
             foreign: 0,
             failed: 0,
+            unsent: 0,
         };
         let samples = [sample(1000, 1.0), sample(3000, 2.0)];
         let (m, _) = metrics(&one_task_input(&tally, &samples));

@@ -275,6 +275,9 @@ pub fn run_once(
     if metrics.failed > 0 {
         errors.push(format!("{} tasks reported a failure", metrics.failed));
     }
+    errors.extend(crate::measure::collector::unsent_error(
+        metrics.records_unsent,
+    ));
     let spawn_ns = workers[0].started_unix_ns();
     let timeseries = samples
         .iter()
@@ -283,6 +286,7 @@ pub fn run_once(
             rss_mb: s.rss_bytes as f64 / (1024.0 * 1024.0),
             cpu_seconds: s.cpu_seconds,
             processes: s.processes,
+            pss_mb: s.pss_bytes.map(|b| b as f64 / (1024.0 * 1024.0)),
         })
         .collect();
     let since_spawn_ms = |t_ns: u64| (t_ns as f64 - spawn_ns as f64) / 1e6;

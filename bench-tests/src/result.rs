@@ -138,6 +138,10 @@ pub struct Metrics {
     /// Mixed runs: counts and service times per kind of task.
     #[serde(default)]
     pub by_kind: Option<BTreeMap<String, crate::workloads::mixed::KindMetrics>>,
+    /// Stress runs: each step of the ramp (offered and completion rates, depth slope,
+    /// latency, memory, whether it saturated).
+    #[serde(default)]
+    pub stress_steps: Option<Vec<crate::workloads::stress::StressStep>>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -144,6 +144,7 @@ pub fn metrics(input: &MeasureInput) -> (Metrics, Histograms) {
         queue_depth_max: None,
         queue_depth_growth: None,
         by_kind: None,
+        stress_steps: None,
     };
     (metrics, h)
 }

@@ -400,6 +400,8 @@ pub fn charts(results: &[RunResult], summary: &Summary) -> Result<Vec<(String, S
                 .collect::<Vec<_>>(),
         );
         if !ramps.is_empty() {
+            // x: the rate the producer achieved (median), so a producer-limited step
+            // sits where it really was.
             let series = |f: fn(&crate::workloads::stress::Step) -> Option<f64>| -> Vec<Series> {
                 ramps
                     .iter()
@@ -408,27 +410,36 @@ pub fn charts(results: &[RunResult], summary: &Summary) -> Result<Vec<(String, S
                         points: r
                             .steps
                             .iter()
-                            .filter_map(|s| Some((s.task_count as f64, f(s)?)))
+                            .filter_map(|s| Some((s.offered_rate, f(s)?)))
                             .collect(),
                     })
                     .collect()
             };
+            let mut completion = series(|s| Some(s.completion_rate));
+            let top = ramps
+                .iter()
+                .flat_map(|r| r.steps.iter().map(|s| s.offered_rate))
+                .fold(0.0, f64::max);
+            completion.push(Series {
+                name: "completion = offered (keeps up)".into(),
+                points: vec![(0.0, 0.0), (top, top)],
+            });
             out.push((
-                format!("stress-throughput-{place}.svg"),
+                format!("stress-completion-{place}.svg"),
                 charts::lines(
-                    &format!("Throughput per ramp step, {place_title} (median)"),
-                    "tasks in the step",
-                    "tasks/s",
-                    &series(|s| Some(s.throughput_tasks_per_sec)),
+                    &format!("Completion vs offered rate per ramp step, {place_title} (median)"),
+                    "offered rate (tasks/s)",
+                    "completion rate (tasks/s)",
+                    &completion,
                 )?,
             ));
             out.push((
                 format!("stress-memory-{place}.svg"),
                 charts::lines(
-                    &format!("Worker RSS growth per ramp step, {place_title} (median)"),
-                    "tasks in the step",
+                    &format!("Worker RSS at the end of each ramp step, {place_title} (median)"),
+                    "offered rate (tasks/s)",
                     "MB",
-                    &series(|s| s.memory_growth_mb),
+                    &series(|s| s.rss_mb),
                 )?,
             ));
         }
@@ -939,45 +950,72 @@ fn sweep_section(md: &mut String, sweeps: &[crate::run::sweep::SweepOutcome], dr
     }
 }
 
-/// Stress ramps: each step's figures and the saturation point.
+/// Stress ramps: each step's figures, the saturation point and the highest sustained step.
 fn stress_section(md: &mut String, ramps: &[crate::workloads::stress::Ramp], driver: &str) {
+    use crate::workloads::stress::{DEPTH_T_MIN, TOLERANCE};
+    let opt = |v: Option<f64>, digits: usize| v.map_or("–".into(), |v| format!("{v:.digits$}"));
     for ramp in ramps.iter().filter(|r| r.driver == driver) {
-        let _ = writeln!(md, "\n### Ramp: {} {}\n", ramp.system, ramp.variant);
-        let _ = writeln!(md, "| step (tasks) | n | tasks/s | enqueue/s | max depth | depth growth while sending, tasks/s (R²) | linear in | peak RSS MB | RSS growth MB | error rate |");
+        let _ = writeln!(
+            md,
+            "\n### Ramp: {} {} (one worker pool through every step, n = {})\n",
+            ramp.system, ramp.variant, ramp.runs
+        );
+        let _ = writeln!(md, "| target tasks/s | offered tasks/s | completed tasks/s | depth slope tasks/s (R²) | latency p50 / p99 ms | producer lateness p99 ms | RSS MB at step end | RSS growth MB | saturated in | producer short in |");
         let _ = writeln!(md, "|---|---|---|---|---|---|---|---|---|---|");
         for s in &ramp.steps {
-            let growth = match (s.depth_growth_per_sec, s.depth_growth_r2) {
-                (Some(g), Some(r2)) => format!("{g:.0} ({r2:.2})"),
-                _ => "too short to sample".into(),
+            let slope = match (s.depth_per_sec, s.depth_r2) {
+                (Some(g), Some(r2)) => format!("{g:+.0} ({r2:.2})"),
+                _ => "–".into(),
             };
             let _ = writeln!(
                 md,
-                "| {} | {} | {:.0} | {:.0} | {} | {growth} | {}/{} | {:.1} | {} | {:.4} |",
-                s.task_count,
+                "| {:.0} | {:.0} | {:.0} | {slope} | {} / {} | {:.1} | {} | {} | {}/{} | {}/{} |",
+                s.target_rate,
+                s.offered_rate,
+                s.completion_rate,
+                opt(s.latency_p50_ms, 1),
+                opt(s.latency_p99_ms, 1),
+                s.producer_lateness_p99_ms,
+                opt(s.rss_mb, 1),
+                opt(s.rss_growth_mb, 1),
+                s.saturated_runs,
                 s.n,
-                s.throughput_tasks_per_sec,
-                s.enqueue_rate_per_sec,
-                s.queue_depth_max.map_or("-".into(), |d| format!("{d:.0}")),
-                s.linear_runs,
+                s.producer_limited_runs,
                 s.n,
-                s.memory_rss_mb,
-                s.memory_growth_mb
-                    .map_or("too short to sample".into(), |g| format!("{g:+.1}")),
-                s.error_rate
             );
         }
-        let _ = match ramp.saturation_step {
-            Some(step) => writeln!(
+        let sustained = ramp
+            .highest_sustained_rate
+            .map_or("none (the first step already saturated)".into(), |r| {
+                format!("{r:.0} tasks/s")
+            });
+        let _ = match ramp.saturation_rate {
+            Some(rate) => writeln!(
                 md,
-                "\n**Saturation point: {step} tasks** — the first step where the queue depth grew linearly \
-                 while the producer was sending (R² >= {}), i.e. tasks arrived faster than {} {} finished them.",
-                crate::measure::depth::LINEAR_R2, ramp.system, ramp.variant
+                "\n**Saturation point: {rate:.0} tasks/s**; highest sustained step: {sustained}."
             ),
             None => writeln!(
                 md,
-                "\nNo saturation point in this ramp: at no step did the queue depth grow linearly while the producer was sending."
+                "\nNo step saturated; highest sustained step: {sustained} (the pool's capacity lies above the ramp)."
             ),
         };
+        let _ = writeln!(
+            md,
+            "A step is saturated when {} {} completed less than the producer offered in the step's window by more than {:.0}% \
+             and the queue depth grew over the step with a slope t-statistic of at least {DEPTH_T_MIN} (saturated in most repetitions). \
+             \"Offered\" is what the producer achieved; \"producer short\" marks a step it could not offer within {:.0}% of the target.",
+            ramp.system,
+            ramp.variant,
+            TOLERANCE * 100.0,
+            TOLERANCE * 100.0
+        );
+        if ramp.error_rate > 0.0 {
+            let _ = writeln!(
+                md,
+                "The worst repetition lost, duplicated or failed {:.4} of its tasks.",
+                ramp.error_rate
+            );
+        }
     }
 }
 

@@ -275,7 +275,7 @@ pub fn run_once(
         errors.push(format!("{} tasks reported a failure", metrics.failed));
     }
     let spawn_ns = workers[0].started_unix_ns();
-    let timeseries = samples
+    let timeseries: Vec<TimePoint> = samples
         .iter()
         .map(|s| TimePoint {
             t_ms: (s.t_ns as f64 - spawn_ns as f64) / 1e6,
@@ -308,6 +308,8 @@ pub fn run_once(
             tally: &tally,
             queue_depth: &queue_depth,
             task_count: case.task_count,
+            timeseries: &timeseries,
+            worker_spawn_ns: spawn_ns,
         },
         &mut metrics,
     ));

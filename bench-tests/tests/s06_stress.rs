@@ -8,6 +8,9 @@ use bench_tests::systems::System;
 use bench_tests::workloads::stress;
 use rstest::rstest;
 
+/// One ramp at a time: two on 2 cores would share them and shift each other's capacity.
+static ONE_RAMP: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 #[rstest]
 fn the_ramp_completes_exactly_and_each_step_is_judged(
     #[values(System::ASYNCTASQ, System::CELERY)] system: System,
@@ -18,7 +21,10 @@ fn the_ramp_completes_exactly_and_each_step_is_judged(
         .collect();
     assert_eq!(cases.len(), 1, "one continuous ramp per system");
     let case = &cases[0];
-    let out = common::run_ci(case);
+    let out = {
+        let _alone = ONE_RAMP.lock().unwrap_or_else(|e| e.into_inner());
+        common::run_ci(case)
+    };
     common::assert_exact(case, &out);
     let result = &out.result;
     let steps = result
@@ -28,6 +34,16 @@ fn the_ramp_completes_exactly_and_each_step_is_judged(
         .expect("the stress workload wrote its steps");
     let profile = common::ci_profile();
     assert_eq!(steps.len(), profile.stress.rates.len());
+    let first_start = out.result.metrics.processing_time_from_spawn_seconds
+        - out.result.metrics.processing_time_seconds;
+    eprintln!("{system}: first task started {first_start:.2} s after worker spawn");
+    for s in steps {
+        eprintln!(
+            "{system} step {:.0}/s: offered {:.0}/s, completed {:.0}/s, depth {:?}, p99 {:?} ms, lateness p99 {:.1} ms, saturated {}, producer short {}",
+            s.target_rate, s.offered_rate, s.completion_rate, s.depth, s.latency_p99_ms,
+            s.producer_lateness_p99_ms, s.saturated, s.producer_limited
+        );
+    }
 
     // The depth is read through the drain: readings after the ramp's last window, falling.
     let ramp_end_ms = (steps.last().unwrap().from_s + steps.last().unwrap().seconds) * 1000.0;

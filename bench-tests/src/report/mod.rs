@@ -952,7 +952,7 @@ fn sweep_section(md: &mut String, sweeps: &[crate::run::sweep::SweepOutcome], dr
 
 /// Stress ramps: each step's figures, the saturation point and the highest sustained step.
 fn stress_section(md: &mut String, ramps: &[crate::workloads::stress::Ramp], driver: &str) {
-    use crate::workloads::stress::{DEPTH_T_MIN, TOLERANCE};
+    use crate::workloads::stress::{DEPTH_R2_MIN, DEPTH_T_MIN, TOLERANCE};
     let opt = |v: Option<f64>, digits: usize| v.map_or("–".into(), |v| format!("{v:.digits$}"));
     for ramp in ramps.iter().filter(|r| r.driver == driver) {
         let _ = writeln!(
@@ -1002,7 +1002,8 @@ fn stress_section(md: &mut String, ramps: &[crate::workloads::stress::Ramp], dri
         let _ = writeln!(
             md,
             "A step is saturated when {} {} completed less than the producer offered in the step's window by more than {:.0}% \
-             and the queue depth grew over the step with a slope t-statistic of at least {DEPTH_T_MIN} (saturated in most repetitions). \
+             and the queue depth grew over the step with a slope t-statistic of at least {DEPTH_T_MIN} and R² of at least {DEPTH_R2_MIN} \
+             (saturated in most repetitions). \
              \"Offered\" is what the producer achieved; \"producer short\" marks a step it could not offer within {:.0}% of the target.",
             ramp.system,
             ramp.variant,

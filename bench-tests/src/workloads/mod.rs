@@ -158,7 +158,8 @@ mod tests {
         let profile = Profile::load(&crate::project_root(), "ci").unwrap();
         let stress = cases(&profile, "stress", Driver::Redis, 2).unwrap();
         assert_eq!(stress.len(), 2, "one continuous ramp per system");
-        let total: u64 = profile.stress.counts().iter().sum();
+        let lead_in = (profile.stress.rates[0] * stress::LEAD_IN_SECONDS) as u64;
+        let total: u64 = profile.stress.counts().iter().sum::<u64>() + lead_in;
         let labels: Vec<String> = stress.iter().map(Case::label).collect();
         assert!(
             labels.contains(&format!(
@@ -167,7 +168,7 @@ mod tests {
             "{labels:?}"
         );
         assert!(stress.iter().all(|c| c.task_count == total
-            && c.schedule.as_ref().map(Vec::len) == Some(profile.stress.rates.len())));
+            && c.schedule.as_ref().map(Vec::len) == Some(profile.stress.rates.len() + 1)));
         let mixed = cases(&profile, "mixed", Driver::Redis, 2).unwrap();
         assert_eq!(mixed.len(), 3);
         assert!(mixed

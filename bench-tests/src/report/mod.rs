@@ -984,19 +984,35 @@ fn stress_section(md: &mut String, ramps: &[crate::workloads::stress::Ramp], dri
                 s.n,
             );
         }
-        let sustained = ramp
-            .highest_sustained_rate
-            .map_or("none (the first step already saturated)".into(), |r| {
-                format!("{r:.0} tasks/s")
-            });
-        let _ = match ramp.saturation_rate {
-            Some(rate) => writeln!(
+        let at = |rate: Option<f64>| {
+            rate.and_then(|r| ramp.step(r)).map(|s| {
+                let short = if s.producer_short() {
+                    ", the producer short of its target"
+                } else {
+                    ""
+                };
+                format!(
+                    "the {:.0} tasks/s step (offered {:.0}/s, completed {:.0}/s{short})",
+                    s.target_rate, s.offered_rate, s.completion_rate
+                )
+            })
+        };
+        let sustained = at(ramp.highest_sustained_rate)
+            .unwrap_or_else(|| "none (the first step already saturated)".into());
+        let _ = match (at(ramp.saturation_rate), ramp.producer_short_from) {
+            (Some(saturated), _) => writeln!(
                 md,
-                "\n**Saturation point: {rate:.0} tasks/s**; highest sustained step: {sustained}."
+                "\n**Saturation point: {saturated}**. Highest sustained: {sustained}."
             ),
-            None => writeln!(
+            (None, Some(short)) => writeln!(
                 md,
-                "\nNo step saturated; highest sustained step: {sustained} (the pool's capacity lies above the ramp)."
+                "\n**No saturation within what the producer could offer**: from the {short:.0} tasks/s step it fell short, \
+                 offering at most {:.0}/s; the pool kept up, completing up to {:.0}/s. Highest sustained: {sustained}.",
+                ramp.max_offered_rate, ramp.max_completion_rate
+            ),
+            (None, None) => writeln!(
+                md,
+                "\n**No step saturated**: the pool's capacity lies above the ramp. Highest sustained: {sustained}."
             ),
         };
         let _ = writeln!(

@@ -309,6 +309,11 @@ impl Step {
     fn saturated(&self) -> bool {
         self.saturated_runs * 2 > self.n
     }
+
+    /// The median offered rate fell short of the target beyond TOLERANCE.
+    pub fn producer_short(&self) -> bool {
+        self.offered_rate < self.target_rate * (1.0 - TOLERANCE)
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -323,6 +328,12 @@ pub struct Ramp {
     pub saturation_rate: Option<f64>,
     /// The highest step before it (the last step when none saturated).
     pub highest_sustained_rate: Option<f64>,
+    /// Target rate of the first step whose median offered rate fell short of it: from
+    /// there the ramp offers what the producer can, not the target.
+    pub producer_short_from: Option<f64>,
+    /// The highest offered and completion rates of any step (medians).
+    pub max_offered_rate: f64,
+    pub max_completion_rate: f64,
     /// The worst repetition's (lost + duplicated + failed) / tasks.
     pub error_rate: f64,
 }
@@ -370,6 +381,7 @@ fn ramp(driver: String, system: String, variant: String, runs: &[&RunResult]) ->
         Some(k) => k.checked_sub(1),
         None => steps.len().checked_sub(1),
     };
+    let top = |f: fn(&Step) -> f64| steps.iter().map(f).fold(0.0, f64::max);
     Ramp {
         driver,
         system,
@@ -377,11 +389,24 @@ fn ramp(driver: String, system: String, variant: String, runs: &[&RunResult]) ->
         runs: runs.len(),
         saturation_rate: first_saturated.map(|k| steps[k].target_rate),
         highest_sustained_rate: sustained.map(|k| steps[k].target_rate),
+        producer_short_from: steps
+            .iter()
+            .find(|s| s.producer_short())
+            .map(|s| s.target_rate),
+        max_offered_rate: top(|s| s.offered_rate),
+        max_completion_rate: top(|s| s.completion_rate),
         steps,
         error_rate: runs
             .iter()
             .map(|r| r.metrics.error_rate)
             .fold(0.0, f64::max),
+    }
+}
+
+impl Ramp {
+    /// The step of `target_rate`.
+    pub fn step(&self, target_rate: f64) -> Option<&Step> {
+        self.steps.iter().find(|s| s.target_rate == target_rate)
     }
 }
 
@@ -686,6 +711,9 @@ mod tests {
         assert_eq!(celery.highest_sustained_rate, Some(800.0));
         assert_eq!(asynctasq.saturation_rate, None);
         assert_eq!(asynctasq.highest_sustained_rate, Some(2500.0));
+        assert_eq!(asynctasq.producer_short_from, None);
+        assert!((asynctasq.max_offered_rate - 2500.0).abs() < 25.0);
+        assert!((asynctasq.max_completion_rate - CAPACITY).abs() < 20.0);
         assert!((celery.steps[0].offered_rate - 250.0).abs() < 5.0);
     }
 }

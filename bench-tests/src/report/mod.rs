@@ -1002,7 +1002,12 @@ fn stress_section(md: &mut String, ramps: &[crate::workloads::stress::Ramp], dri
         let _ = match (at(ramp.saturation_rate), ramp.producer_short_from) {
             (Some(saturated), _) => writeln!(
                 md,
-                "\n**Saturation point: {saturated}**. Highest sustained: {sustained}."
+                "\n**Saturation point: {saturated}**. Highest sustained: {sustained}.{}",
+                if split_between(ramp) {
+                    " The repetitions split on the steps between."
+                } else {
+                    ""
+                }
             ),
             (None, Some(short)) => writeln!(
                 md,
@@ -1033,6 +1038,20 @@ fn stress_section(md: &mut String, ramps: &[crate::workloads::stress::Ramp], dri
                 ramp.error_rate
             );
         }
+    }
+}
+
+/// Whether steps between the highest sustained and the saturated one split the repetitions.
+fn split_between(ramp: &crate::workloads::stress::Ramp) -> bool {
+    let index =
+        |rate: Option<f64>| rate.and_then(|r| ramp.steps.iter().position(|s| s.target_rate == r));
+    match (
+        index(ramp.highest_sustained_rate),
+        index(ramp.saturation_rate),
+    ) {
+        (Some(low), Some(high)) => high > low + 1,
+        (None, Some(high)) => high > 0,
+        _ => false,
     }
 }
 

@@ -310,6 +310,10 @@ impl Step {
         self.saturated_runs * 2 > self.n
     }
 
+    fn sustained(&self) -> bool {
+        self.saturated_runs * 2 < self.n
+    }
+
     /// The median offered rate fell short of the target beyond TOLERANCE.
     pub fn producer_short(&self) -> bool {
         self.offered_rate < self.target_rate * (1.0 - TOLERANCE)
@@ -326,7 +330,8 @@ pub struct Ramp {
     pub steps: Vec<Step>,
     /// Target rate of the first step most repetitions call saturated.
     pub saturation_rate: Option<f64>,
-    /// The highest step before it (the last step when none saturated).
+    /// The highest step below it that most repetitions sustained (steps between the two
+    /// split the repetitions).
     pub highest_sustained_rate: Option<f64>,
     /// Target rate of the first step whose median offered rate fell short of it: from
     /// there the ramp offers what the producer can, not the target.
@@ -377,10 +382,9 @@ fn ramp(driver: String, system: String, variant: String, runs: &[&RunResult]) ->
         .map(|k| summarise(per_run.iter().filter_map(|s| s.get(k)).collect()))
         .collect();
     let first_saturated = steps.iter().position(Step::saturated);
-    let sustained = match first_saturated {
-        Some(k) => k.checked_sub(1),
-        None => steps.len().checked_sub(1),
-    };
+    // Sustained: most repetitions kept up (a split step is neither).
+    let before = first_saturated.unwrap_or(steps.len());
+    let sustained = steps[..before].iter().rposition(Step::sustained);
     let top = |f: fn(&Step) -> f64| steps.iter().map(f).fold(0.0, f64::max);
     Ramp {
         driver,
@@ -698,12 +702,19 @@ mod tests {
     fn a_ramp_takes_the_first_step_most_repetitions_saturate() {
         let results = [
             run("celery", &[Some(2), Some(3), Some(3)]),
+            run("split", &[Some(2), Some(3)]),
             run("asynctasq", &[None, None]),
         ]
         .concat();
         let ramps = ramps(&results);
-        assert_eq!(ramps.len(), 2);
-        let (asynctasq, celery) = (&ramps[0], &ramps[1]);
+        assert_eq!(ramps.len(), 3);
+        let (asynctasq, celery, split) = (&ramps[0], &ramps[1], &ramps[2]);
+        assert_eq!(split.saturation_rate, Some(1500.0));
+        assert_eq!(
+            split.highest_sustained_rate,
+            Some(500.0),
+            "800: 1 of 2 saturated"
+        );
         assert_eq!(celery.variant, "threads-c20");
         assert_eq!((celery.runs, celery.steps.len()), (3, 5));
         assert_eq!(celery.steps[2].saturated_runs, 1, "1 of 3 is not most");

@@ -427,4 +427,21 @@ mod tests {
         assert!(err(stress(&[1.0, 2.0, 3.0], 60.0)).contains("beyond run_timeout_secs = 180"));
         assert_eq!(stress(&[100.0, 2500.5], 2.0).counts(), [200, 5001]);
     }
+
+    /// The adaptive rule may end early, but never below the runs a comparison needs.
+    #[test]
+    fn adaptive_profiles_keep_enough_runs_for_a_verdict() {
+        let root = crate::project_root();
+        let local = Profile::load(&root, "local").unwrap().adaptive().unwrap();
+        assert!(local.is_some(), "local repeats adaptively");
+        for name in NAMES {
+            if let Some(rule) = Profile::load(&root, name).unwrap().adaptive().unwrap() {
+                assert!(
+                    rule.min_repetitions as usize
+                        >= crate::analysis::stats::MIN_RUNS_FOR_SIGNIFICANCE,
+                    "{name}: {rule:?}"
+                );
+            }
+        }
+    }
 }

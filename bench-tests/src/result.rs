@@ -1,4 +1,13 @@
 //! The raw result of one repetition: the schema of `results/<run-id>/runs/*.json`.
+//!
+//! Only DESIGN.md's raw-result keys are required when a run is read (benchmark_id, timestamp,
+//! configuration{system, driver, workers, task_count, scenario, mode, variant, profile},
+//! metrics{enqueue_time_seconds, processing_time_seconds, throughput_tasks_per_sec,
+//! latency_mean_ms, latency_p50_ms, latency_p95_ms, latency_p99_ms, memory_rss_mb,
+//! cpu_percent}, errors, environment{host, cpus, python, versions, git_rev}), so runs written
+//! in the plan's format by other tools can be analysed. Every field the harness adds is
+//! optional: a missing number reads as NaN (written back as `null`) and shows as "not
+//! measured"; a missing count reads as 0, a missing label as empty.
 
 use std::collections::BTreeMap;
 
@@ -13,6 +22,7 @@ pub struct RunResult {
     pub errors: Vec<String>,
     pub environment: Environment,
     /// Worker RSS/CPU samples over the run (t_ms from worker spawn).
+    #[serde(default)]
     pub timeseries: Vec<TimePoint>,
     /// Tasks waiting in the run's queue, read from the broker every 250 ms while the run
     /// waits for its tasks (t_ms from worker spawn; not on SQS).
@@ -33,23 +43,33 @@ pub struct Configuration {
     /// Concurrency of the worker pool (threads, processes or asyncio slots).
     pub workers: u32,
     /// Worker processes started (each with `workers` concurrency).
+    #[serde(default)]
     pub worker_processes: u32,
     pub task_count: u64,
     pub scenario: String,
     pub mode: String,
     /// Pool and concurrency, e.g. `prefork-c2`.
     pub variant: String,
+    #[serde(default)]
     pub pool: String,
     pub profile: String,
+    #[serde(default)]
     pub repetition: u32,
+    #[serde(default)]
     pub warmup: bool,
     /// Seed that ordered the cases of this repetition.
+    #[serde(default)]
     pub order_seed: u64,
+    #[serde(default)]
     pub position_in_repetition: u32,
+    #[serde(default)]
     pub producer_batch: u32,
     /// Celery only; null for AsyncTasQ.
+    #[serde(default)]
     pub celery_prefetch_multiplier: Option<u32>,
+    #[serde(default)]
     pub celery_acks: Option<String>,
+    #[serde(default)]
     pub broker_source: String,
     /// I/O runs: latency the mock HTTP server injected per request.
     #[serde(default)]
@@ -64,52 +84,76 @@ pub struct Configuration {
     #[serde(default)]
     pub mix_fingerprint: Option<String>,
     /// What a reader must weigh: an emulator instead of the real service, an experimental transport.
+    #[serde(default)]
     pub caveats: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Metrics {
     pub enqueue_time_seconds: f64,
+    #[serde(default = "not_measured", deserialize_with = "null_as_nan")]
     pub enqueue_rate_per_sec: f64,
     /// First task start to last task end.
     pub processing_time_seconds: f64,
     /// Worker spawn to last task end (includes interpreter start and imports).
+    #[serde(default = "not_measured", deserialize_with = "null_as_nan")]
     pub processing_time_from_spawn_seconds: f64,
-    /// task_count / processing_time_seconds.
-    pub throughput_tasks_per_sec: f64,
+    /// completed / processing_time_seconds; null for a one-task run (cold start), whose
+    /// processing window is one task's service time, not a rate.
+    pub throughput_tasks_per_sec: Option<f64>,
+    #[serde(default = "not_measured", deserialize_with = "null_as_nan")]
     pub throughput_from_spawn_tasks_per_sec: f64,
     /// End-to-end: intended enqueue time to task end, over distinct completed tasks.
     pub latency_mean_ms: f64,
     pub latency_p50_ms: f64,
     pub latency_p95_ms: f64,
     pub latency_p99_ms: f64,
+    #[serde(default = "not_measured", deserialize_with = "null_as_nan")]
     pub latency_max_ms: f64,
     /// What the latency numbers mean: in drain mode they are queueing artefacts.
+    #[serde(default)]
     pub latency_kind: String,
+    #[serde(default = "not_measured", deserialize_with = "null_as_nan")]
     pub queue_wait_p50_ms: f64,
+    #[serde(default = "not_measured", deserialize_with = "null_as_nan")]
     pub queue_wait_p99_ms: f64,
+    #[serde(default = "not_measured", deserialize_with = "null_as_nan")]
     pub service_mean_us: f64,
+    #[serde(default = "not_measured", deserialize_with = "null_as_nan")]
     pub service_p99_us: f64,
     /// Peak RSS of the worker process tree.
     pub memory_rss_mb: f64,
+    #[serde(default = "not_measured", deserialize_with = "null_as_nan")]
     pub memory_rss_steady_mb: f64,
+    #[serde(default)]
     pub worker_processes: u32,
-    /// Worker tree CPU time over processing wall time; 100 = one core.
-    pub cpu_percent: f64,
+    /// Worker tree CPU time over processing wall time; 100 = one core. Null ("not
+    /// measured") when fewer than two samples fall inside the processing window.
+    pub cpu_percent: Option<f64>,
+    #[serde(default)]
     pub completed: u64,
+    #[serde(default)]
     pub lost: u64,
+    #[serde(default)]
     pub duplicated: u64,
+    #[serde(default)]
     pub failed: u64,
     /// Records from another run or unparsable.
+    #[serde(default)]
     pub foreign_records: u64,
     /// Distinct worker pids that ran tasks.
+    #[serde(default)]
     pub task_pids: u32,
+    #[serde(default)]
     pub worker_stopped_gracefully: bool,
     /// Bytes one task message occupies on the broker (drain runs: read before workers start).
+    #[serde(default)]
     pub message_bytes: Option<u64>,
     /// Broker API calls that named the run's queue, by action (SQS on moto: its recorder),
     /// from producer start to worker stop.
+    #[serde(default)]
     pub api_calls: Option<std::collections::BTreeMap<String, u64>>,
+    #[serde(default)]
     pub api_calls_per_task: Option<f64>,
     /// I/O runs: requests the mock HTTP server answered (must equal task_count).
     #[serde(default)]
@@ -138,6 +182,15 @@ pub struct Metrics {
     /// Mixed runs: counts and service times per kind of task.
     #[serde(default)]
     pub by_kind: Option<BTreeMap<String, crate::workloads::mixed::KindMetrics>>,
+    /// Records the task-side recorders could not send (a full collector beyond their send
+    /// budget): a measurement error, those tasks look lost.
+    #[serde(default)]
+    pub records_unsent: u64,
+    /// Peak PSS of the worker process tree (shared pages split between the processes that
+    /// map them, so prefork children do not count the parent's pages again). None: not
+    /// measured (no readable smaps_rollup).
+    #[serde(default)]
+    pub memory_pss_mb: Option<f64>,
     /// Stress runs: each step of the ramp (offered and completion rates, depth slope,
     /// latency, memory, whether it saturated).
     #[serde(default)]
@@ -148,13 +201,18 @@ pub struct Metrics {
 pub struct Environment {
     pub host: String,
     pub cpus: u32,
+    #[serde(default = "not_measured", deserialize_with = "null_as_nan")]
     pub memory_gb: f64,
+    #[serde(default)]
     pub os: String,
     pub python: String,
+    #[serde(default)]
     pub python_source: String,
     pub versions: BTreeMap<String, String>,
     pub git_rev: String,
+    #[serde(default)]
     pub broker_version: String,
+    #[serde(default)]
     pub harness_version: String,
 }
 
@@ -164,4 +222,18 @@ pub struct TimePoint {
     pub rss_mb: f64,
     pub cpu_seconds: f64,
     pub processes: u32,
+    /// PSS of the worker tree (None: not measured).
+    #[serde(default)]
+    pub pss_mb: Option<f64>,
+}
+
+/// What a number the run did not record reads as: NaN, written back as `null`.
+fn not_measured() -> f64 {
+    f64::NAN
+}
+
+/// Reads `null` (how serde_json writes NaN) as NaN, so a run written with a metric it could
+/// not measure reads back.
+fn null_as_nan<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
 }

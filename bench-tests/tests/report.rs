@@ -1,5 +1,7 @@
-//! Reports, summaries, charts and comparisons from the fixed synthetic runs under
-//! fixtures/results/ (made by fixtures/results/make_synthetic.py; not measurements).
+//! Reports, summaries, charts and comparisons from the fixed runs under fixtures/results/:
+//! synthetic*/ (made by fixtures/results/make_synthetic.py; not measurements),
+//! design-format/ (DESIGN.md's documented keys only) and aa/{a,b}/ (real runs of one
+//! configuration recorded twice in one session: the A/A check).
 
 use std::path::PathBuf;
 
@@ -121,9 +123,10 @@ fn summary_has_the_documented_keys_and_flags_the_outlier() {
 fn charts_are_svg_and_hold_every_series() {
     let (out, _) = regenerate();
     let charts = out.path().join("synthetic/charts");
+    // Drain runs only: no latency chart (drain latency is a queueing artefact).
+    assert!(!charts.join("latency-throughput-redis.svg").exists());
     for name in [
-        "throughput-throughput-redis.svg",
-        "latency-throughput-redis.svg",
+        "throughput-drain-throughput-redis.svg",
         "rss-throughput-redis.svg",
     ] {
         let svg =
@@ -178,4 +181,176 @@ fn compare_flags_an_injected_regression_and_ignores_noise() {
         "{}",
         compare::render(&noise)
     );
+}
+
+/// Writes the report of `runs` into a temporary directory; returns it and report.md.
+fn report_of(runs: &[bench_tests::result::RunResult]) -> (tempfile::TempDir, String) {
+    let out = tempfile::Builder::new()
+        .prefix("report-")
+        .tempdir()
+        .unwrap();
+    let dir = out.path().join("run");
+    std::fs::create_dir_all(&dir).unwrap();
+    report::write(&dir, runs, &[], &[], None, &[]).unwrap();
+    let md = std::fs::read_to_string(dir.join("report.md")).unwrap();
+    (out, md)
+}
+
+#[test]
+fn runs_in_the_documented_format_are_reported_and_compared() {
+    // Before: "missing field `worker_processes`" (and every other harness-only field).
+    let runs = report::load_runs(&synthetic("design-format")).unwrap();
+    assert_eq!(runs.len(), 10);
+    let (out, md) = report_of(&runs);
+    assert!(!md.contains("NaN"), "{md}");
+    // Measured: throughput and its comparison; not measured (enqueue rate, PSS): "–".
+    assert!(
+        md.contains("| asynctasq | asyncio | drain | 5 | 1277.5 ["),
+        "{md}"
+    );
+    assert!(md.contains("| – |"), "{md}");
+    assert!(
+        md.contains("asynctasq asyncio drain faster than celery threads drain"),
+        "{md}"
+    );
+    let csv = std::fs::read_to_string(out.path().join("run/runs.csv")).unwrap();
+    assert!(!csv.contains("NaN"), "{csv}");
+    let changes = compare::compare(&runs, &runs);
+    assert!(
+        changes.iter().all(|c| c.status == "no change"),
+        "{}",
+        compare::render(&changes)
+    );
+    assert!(!compare::render(&changes).contains("NaN"));
+}
+
+#[test]
+fn the_report_lists_each_excluded_run_with_its_reason() {
+    let mut runs = report::load_runs(&synthetic("synthetic")).unwrap();
+    runs[0].metrics.failed = 3;
+    runs[1].errors = vec!["mock HTTP server answered 290 requests, expected 300".into()];
+    let (_out, md) = report_of(&runs);
+    assert!(md.contains("**2 of 10 runs excluded**"), "{md}");
+    assert!(md.contains("## Excluded runs"), "{md}");
+    let line = |id: &str| {
+        md.lines()
+            .find(|l| l.starts_with(&format!("- `{id}`")))
+            .map(String::from)
+    };
+    assert!(line(&runs[0].benchmark_id).unwrap().ends_with(": 3 failed"));
+    assert!(line(&runs[1].benchmark_id)
+        .unwrap()
+        .ends_with("errors: mock HTTP server answered 290 requests, expected 300"));
+}
+
+#[test]
+fn compare_excludes_invalid_runs_and_says_when_it_cannot_tell() {
+    let base = report::load_runs(&synthetic("synthetic")).unwrap();
+    let mut new = report::load_runs(&synthetic("synthetic-regressed")).unwrap();
+    // Three of AsyncTasQ's five new runs failed a workload check: 5 vs 2 left.
+    for r in new
+        .iter_mut()
+        .filter(|r| r.configuration.system == "asynctasq")
+        .take(3)
+    {
+        r.errors = vec!["configuration not verified".into()];
+    }
+    let changes = compare::compare(&base, &new);
+    let tp = changes
+        .iter()
+        .find(|c| c.group.contains("asynctasq") && c.metric == "throughput_tasks_per_sec")
+        .unwrap();
+    assert_eq!((tp.base_n, tp.new_n), (5, 2));
+    // 5 vs 2 cannot give Mann-Whitney p < 0.05: before, this read "regressed" on the
+    // strength of runs that should not count, or "no change" when too few.
+    assert_eq!(tp.status, "cannot tell (n = 5 vs 2)");
+}
+
+#[test]
+fn throughput_charts_hold_one_mode_each_coloured_by_system() {
+    let runs = report::load_runs(&synthetic("aa/a")).unwrap();
+    let (out, _md) = report_of(&runs);
+    let charts = out.path().join("run/charts");
+    let drain =
+        std::fs::read_to_string(charts.join("throughput-drain-throughput-redis.svg")).unwrap();
+    // Before, paced runs (their offered rate) stood beside the drain in one chart.
+    assert!(
+        drain.contains("asyncio-c10 drain") && !drain.contains("paced"),
+        "{drain}"
+    );
+    let paced =
+        std::fs::read_to_string(charts.join("throughput-paced-throughput-redis.svg")).unwrap();
+    assert!(paced.contains("asyncio-c10-at100 paced") && !paced.contains(" drain"));
+    // The legend names the system once.
+    assert_eq!(paced.matches(">\nasynctasq\n</text>").count(), 1, "{paced}");
+    // Latency is charted from paced runs only.
+    let latency = std::fs::read_to_string(charts.join("latency-throughput-redis.svg")).unwrap();
+    assert!(latency.contains("paced") && !latency.contains("drain") && !latency.contains(" live"));
+}
+
+/// The A/A check: one configuration (AsyncTasQ, Redis, ci throughput: drain, live, paced at
+/// 100 and 300 tasks/s) recorded twice in one session, 5 repetitions each. Comparing the two
+/// must find no regression and no improvement.
+#[test]
+fn a_a_runs_of_one_configuration_show_no_difference() {
+    let a = report::load_runs(&synthetic("aa/a")).unwrap();
+    let b = report::load_runs(&synthetic("aa/b")).unwrap();
+    let changes = compare::compare(&a, &b);
+    let rendered = compare::render(&changes);
+    assert!(changes.len() >= 4 * 4, "{rendered}");
+    for c in &changes {
+        assert!(
+            !matches!(c.status.as_str(), "regressed" | "improved" | "changed"),
+            "A/A: {} {} is {}\n{rendered}",
+            c.group,
+            c.metric,
+            c.status
+        );
+    }
+    // 5 vs 5 can reach significance: the check has power, it is not "cannot tell".
+    assert!(
+        changes.iter().all(|c| c.status == "no change"),
+        "{rendered}"
+    );
+    // The report states the noise floor it measured.
+    let summary = bench_tests::analysis::summary::summarize(&a);
+    let tp = summary
+        .noise_floor
+        .iter()
+        .find(|n| n.metric == "throughput_tasks_per_sec")
+        .unwrap();
+    assert_eq!(tp.groups, 4);
+    assert!(tp.median_cv > 0.0 && tp.median_cv < 0.5, "{tp:?}");
+    let (_out, md) = report_of(&a);
+    assert!(md.contains("- Noise floor: throughput varies by"), "{md}");
+}
+
+#[test]
+fn regenerating_keeps_the_seed_and_failures_when_a_statistic_is_null() {
+    // One run per group: stddev and p-values do not exist and are written as null.
+    let runs: Vec<_> = report::load_runs(&synthetic("synthetic"))
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.benchmark_id.contains("-r0-"))
+        .collect();
+    let out = tempfile::Builder::new().prefix("facts-").tempdir().unwrap();
+    report::write(
+        out.path(),
+        &runs,
+        &[],
+        &[],
+        Some(7),
+        &["a run failed".into()],
+    )
+    .unwrap();
+    let text = std::fs::read_to_string(out.path().join("summary.json")).unwrap();
+    assert!(text.contains("null"));
+    // Before, `report` read them through the whole SummaryFile, which null made unreadable.
+    assert!(report::read_summary(out.path()).is_none());
+    assert_eq!(
+        report::bench_facts(out.path()),
+        (Some(7), vec!["a run failed".to_string()])
+    );
+    let md = std::fs::read_to_string(out.path().join("report.md")).unwrap();
+    assert!(!md.contains("NaN"), "{md}");
 }

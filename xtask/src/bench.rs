@@ -75,12 +75,20 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
     let root = bench_tests::project_root();
     // Validate names before provisioning anything, so a typo fails in milliseconds.
     let plan = BenchPlan::new(&root, &request, harness::cpu_count())?;
+    let measured = match plan.profile.adaptive()? {
+        Some(a) => format!(
+            "{}-{} measured, until the 95% CI is within ±{}% of the mean",
+            a.min_repetitions,
+            a.max_repetitions,
+            a.target_ci_half_width * 100.0
+        ),
+        None => format!("{} measured", plan.profile.repetitions),
+    };
     eprintln!(
-        "profile {}: {} cases x ({} warm-up + {} measured) repetitions, order seed {}",
+        "profile {}: {} cases x ({} warm-up + {measured}) repetitions, order seed {}",
         plan.profile.name,
         plan.cases.len(),
         plan.profile.warmup,
-        plan.profile.repetitions,
         plan.seed
     );
     let harness = Harness::provision(&mut |line| eprintln!("  {line}"))?;

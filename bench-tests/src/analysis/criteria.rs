@@ -1,10 +1,13 @@
 //! Success criteria: the seed plan's targets and claims, as named entries of a profile,
-//! checked against a summary. Each gives pass, fail or not-measured, with the measured
-//! value and its 95% CI.
+//! checked against a summary, with the measured value and its 95% CI. A criterion passes
+//! only when the whole CI lies on the passing side of its threshold and fails only when the
+//! whole CI lies on the other side; a CI across the threshold is "inconclusive". With fewer
+//! than two runs there is no CI: "too few runs", never a pass. Latency criteria are judged
+//! on paced runs only (drain and live latency is a queueing artefact).
 
 use serde::{Deserialize, Serialize};
 
-use crate::analysis::summary::Summary;
+use crate::analysis::summary::{Group, Summary};
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -36,21 +39,62 @@ pub struct Verdict {
     pub value: Option<f64>,
     pub ci95_low: Option<f64>,
     pub ci95_high: Option<f64>,
-    /// pass, fail or not-measured.
+    /// pass, fail, inconclusive, too few runs, or not-measured.
     pub status: String,
 }
 
+pub const PASS: &str = "pass";
+pub const FAIL: &str = "fail";
+pub const INCONCLUSIVE: &str = "inconclusive";
+pub const TOO_FEW_RUNS: &str = "too few runs";
+pub const NOT_MEASURED: &str = "not-measured";
+
 impl Criterion {
-    fn holds(&self, value: f64) -> bool {
+    /// The passing values as an interval [low, high] with open or closed ends.
+    fn passing(&self) -> (f64, bool, f64, bool) {
+        let t = self.threshold;
         match self.op.as_str() {
-            ">" => value > self.threshold,
-            ">=" => value >= self.threshold,
-            "<" => value < self.threshold,
-            "<=" => value <= self.threshold,
-            "between" => {
-                value >= self.threshold && value <= self.threshold_high.unwrap_or(f64::INFINITY)
-            }
-            _ => false,
+            ">" => (t, false, f64::INFINITY, true),
+            ">=" => (t, true, f64::INFINITY, true),
+            "<" => (f64::NEG_INFINITY, true, t, false),
+            "<=" => (f64::NEG_INFINITY, true, t, true),
+            _ => (t, true, self.threshold_high.unwrap_or(f64::INFINITY), true),
+        }
+    }
+
+    fn holds(&self, value: f64) -> bool {
+        let (low, low_closed, high, high_closed) = self.passing();
+        let above = if low_closed {
+            value >= low
+        } else {
+            value > low
+        };
+        let below = if high_closed {
+            value <= high
+        } else {
+            value < high
+        };
+        above && below
+    }
+
+    /// Pass when the whole 95% CI passes, fail when none of it does, else inconclusive.
+    /// `runs` is the smaller side's run count.
+    fn judge(&self, runs: usize, ci_low: f64, ci_high: f64) -> &'static str {
+        if runs < 2 {
+            return TOO_FEW_RUNS;
+        }
+        if !(ci_low.is_finite() && ci_high.is_finite()) {
+            return INCONCLUSIVE;
+        }
+        let (lo, hi) = (ci_low.min(ci_high), ci_low.max(ci_high));
+        let (low, _, high, _) = self.passing();
+        // The passing values form one interval: a CI whose ends both pass lies inside it;
+        // one whose ends both fail lies outside it unless it spans it (`between`).
+        let spans = lo < low && hi > high;
+        match (self.holds(lo), self.holds(hi)) {
+            (true, true) => PASS,
+            (false, false) if !spans => FAIL,
+            _ => INCONCLUSIVE,
         }
     }
 
@@ -116,6 +160,24 @@ impl Criterion {
     }
 }
 
+/// A memory criterion is judged on PSS when the runs measured it: RSS counts the pages
+/// prefork's children share once per child, PSS splits them. The group's PSS, if any.
+fn pss_instead<'a>(summary: &'a Summary, g: &Group) -> Option<&'a Group> {
+    if g.metric != "memory_rss_mb" {
+        return None;
+    }
+    summary.groups.iter().find(|p| {
+        p.metric == "memory_pss_mb"
+            && (&p.scenario, &p.driver, &p.system, &p.variant, &p.mode)
+                == (&g.scenario, &g.driver, &g.system, &g.variant, &g.mode)
+    })
+}
+
+/// Whether a criterion on `metric` may be judged on runs of `mode` (latency: paced only).
+fn judged_in(metric: &str, mode: &str) -> bool {
+    crate::analysis::summary::metric(metric).is_none_or(|m| m.judged_in(mode))
+}
+
 /// One verdict per matching group (or pair); a criterion nothing matches is not-measured.
 pub fn evaluate(criteria: &[Criterion], summary: &Summary) -> Vec<Verdict> {
     let mut verdicts = Vec::new();
@@ -130,18 +192,23 @@ pub fn evaluate(criteria: &[Criterion], summary: &Summary) -> Vec<Verdict> {
                         && Criterion::optional(&c.variant, &g.variant)
                         && Criterion::optional(&c.driver, &g.driver)
                         && Criterion::optional(&c.mode, &g.mode)
+                        && judged_in(&c.metric, &g.mode)
                 }) {
+                    let (g, what) = match pss_instead(summary, g) {
+                        Some(pss) => (pss, " PSS"),
+                        None => (g, ""),
+                    };
                     verdicts.push(Verdict {
                         name: c.name.clone(),
                         claim: c.claim.clone(),
                         measured_on: format!(
-                            "{} {} {} {} on {} (mean of {})",
+                            "{} {} {} {} on {} (mean{what} of {})",
                             g.scenario, g.system, g.variant, g.mode, g.driver, g.n
                         ),
                         value: Some(g.mean),
                         ci95_low: Some(g.ci95_low),
                         ci95_high: Some(g.ci95_high),
-                        status: if c.holds(g.mean) { "pass" } else { "fail" }.into(),
+                        status: c.judge(g.n, g.ci95_low, g.ci95_high).into(),
                     });
                 }
             }
@@ -181,7 +248,8 @@ pub fn evaluate(criteria: &[Criterion], summary: &Summary) -> Vec<Verdict> {
                             && (c.versus_variant.is_some()
                                 || crate::analysis::summary::same_sizes(variant_a, variant_b))
                             && Criterion::optional(&c.driver, &cmp.driver)
-                            && Criterion::optional(&c.mode, &cmp.mode);
+                            && Criterion::optional(&c.mode, &cmp.mode)
+                            && judged_in(&c.metric, &cmp.mode);
                         if !matches {
                             continue;
                         }
@@ -195,7 +263,7 @@ pub fn evaluate(criteria: &[Criterion], summary: &Summary) -> Vec<Verdict> {
                             value: Some(ratio),
                             ci95_low: Some(low),
                             ci95_high: Some(high),
-                            status: if c.holds(ratio) { "pass" } else { "fail" }.into(),
+                            status: c.judge(cmp.n_a.min(cmp.n_b), low, high).into(),
                         });
                     }
                 }
@@ -205,11 +273,18 @@ pub fn evaluate(criteria: &[Criterion], summary: &Summary) -> Vec<Verdict> {
             verdicts.push(Verdict {
                 name: c.name.clone(),
                 claim: c.claim.clone(),
-                measured_on: format!("no measured run matches: {}", c.selection()),
+                measured_on: if judged_in(&c.metric, c.mode.as_deref().unwrap_or("")) {
+                    format!("no measured run matches: {}", c.selection())
+                } else {
+                    format!(
+                        "no paced run matches: {} (latency is judged on paced runs only; in drain and live runs it is a queueing artefact)",
+                        c.selection()
+                    )
+                },
                 value: None,
                 ci95_low: None,
                 ci95_high: None,
-                status: "not-measured".into(),
+                status: NOT_MEASURED.into(),
             });
         }
     }
@@ -219,7 +294,7 @@ pub fn evaluate(criteria: &[Criterion], summary: &Summary) -> Vec<Verdict> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::analysis::summary::{Comparison, Group};
+    use crate::analysis::summary::Comparison;
 
     fn group(system: &str, metric: &str, mean: f64) -> Group {
         Group {
@@ -266,7 +341,7 @@ mod tests {
     fn value_criteria_pass_fail_and_not_measured() {
         let summary = Summary {
             groups: vec![group("asynctasq", "throughput_tasks_per_sec", 4000.0)],
-            comparisons: vec![],
+            ..Summary::default()
         };
         let v = evaluate(&[criterion("asynctasq", ">", 5000.0, None)], &summary);
         assert_eq!((v[0].status.as_str(), v[0].value), ("fail", Some(4000.0)));
@@ -287,6 +362,10 @@ mod tests {
             variant_a: "v".into(),
             variant_b: "w".into(),
             metric: "throughput_tasks_per_sec".into(),
+            n_a: 5,
+            n_b: 5,
+            p_holm: 0.01,
+            significant: true,
             ratio: 2.5,
             ratio_ci95_low: 2.0,
             ratio_ci95_high: 3.2,
@@ -296,14 +375,26 @@ mod tests {
             verdict: String::new(),
         };
         let summary = Summary {
-            groups: vec![],
-            comparisons: vec![cmp],
+            comparisons: vec![cmp.clone()],
+            ..Summary::default()
         };
+        // 2.5 lies in [2, 3] but its CI [2.0, 3.2] does not: the old code said "pass".
         let v = evaluate(
             &[criterion("asynctasq", "between", 2.0, Some("celery"))],
             &summary,
         );
-        assert_eq!((v[0].status.as_str(), v[0].value), ("pass", Some(2.5)));
+        assert_eq!(
+            (v[0].status.as_str(), v[0].value),
+            ("inconclusive", Some(2.5))
+        );
+        let mut wide = criterion("asynctasq", "between", 1.9, Some("celery"));
+        wide.threshold_high = Some(3.5);
+        assert_eq!(evaluate(&[wide.clone()], &summary)[0].status, "pass");
+        let few = Summary {
+            comparisons: vec![Comparison { n_b: 1, ..cmp }],
+            ..Summary::default()
+        };
+        assert_eq!(evaluate(&[wide], &few)[0].status, "too few runs");
         let v = evaluate(
             &[criterion("celery", "<", 1.0, Some("asynctasq"))],
             &summary,
@@ -311,6 +402,84 @@ mod tests {
         assert_eq!(v[0].status, "pass");
         assert!((v[0].value.unwrap() - 0.4).abs() < 1e-12);
         assert!((v[0].ci95_low.unwrap() - 1.0 / 3.2).abs() < 1e-12);
+    }
+
+    #[test]
+    fn a_ci_across_the_threshold_is_inconclusive_and_one_run_is_too_few() {
+        // mean 4000, CI [3998, 4002]
+        let summary = Summary {
+            groups: vec![group("asynctasq", "throughput_tasks_per_sec", 4000.0)],
+            ..Summary::default()
+        };
+        let status = |op: &str, t: f64| {
+            evaluate(&[criterion("asynctasq", op, t, None)], &summary)[0]
+                .status
+                .clone()
+        };
+        // The old code judged the mean alone: 4000 > 3999 passed.
+        assert_eq!(status(">", 3999.0), "inconclusive");
+        assert_eq!(status("<", 4001.0), "inconclusive");
+        assert_eq!(status(">", 3997.0), "pass");
+        assert_eq!(status(">", 4002.0), "fail");
+        assert_eq!(status("<=", 3997.0), "fail");
+        assert_eq!(status("<=", 3998.0), "inconclusive");
+        let mut one = group("asynctasq", "throughput_tasks_per_sec", 4000.0);
+        one.n = 1;
+        (one.ci95_low, one.ci95_high) = (4000.0, 4000.0);
+        let single = Summary {
+            groups: vec![one],
+            ..Summary::default()
+        };
+        let v = evaluate(&[criterion("asynctasq", ">", 1000.0, None)], &single);
+        assert_eq!(v[0].status, "too few runs", "one run passed before");
+    }
+
+    #[test]
+    fn latency_is_judged_on_paced_runs_only() {
+        let mut drain = group("asynctasq", "latency_p99_ms", 10.0);
+        drain.mode = "drain".into();
+        let mut paced = drain.clone();
+        paced.mode = "paced".into();
+        paced.mean = 500.0;
+        (paced.ci95_low, paced.ci95_high) = (450.0, 550.0);
+        let mut c = criterion("asynctasq", "<", 300.0, None);
+        c.metric = "latency_p99_ms".into();
+        let only_drain = Summary {
+            groups: vec![drain.clone()],
+            ..Summary::default()
+        };
+        let v = evaluate(std::slice::from_ref(&c), &only_drain);
+        assert_eq!(v[0].status, "not-measured", "drain latency passed before");
+        assert!(v[0].measured_on.contains("paced"), "{}", v[0].measured_on);
+        let both = Summary {
+            groups: vec![drain, paced],
+            ..Summary::default()
+        };
+        let v = evaluate(&[c], &both);
+        assert_eq!(v.len(), 1);
+        assert_eq!(v[0].status, "fail");
+    }
+
+    #[test]
+    fn memory_criteria_use_pss_when_the_runs_measured_it() {
+        let mut c = criterion("asynctasq", "<", 100.0, None);
+        c.metric = "memory_rss_mb".into();
+        let rss = group("asynctasq", "memory_rss_mb", 150.0);
+        let only_rss = Summary {
+            groups: vec![rss.clone()],
+            ..Summary::default()
+        };
+        assert_eq!(
+            evaluate(std::slice::from_ref(&c), &only_rss)[0].status,
+            "fail"
+        );
+        let both = Summary {
+            groups: vec![rss, group("asynctasq", "memory_pss_mb", 60.0)],
+            ..Summary::default()
+        };
+        let v = evaluate(&[c], &both);
+        assert_eq!((v[0].status.as_str(), v[0].value), ("pass", Some(60.0)));
+        assert!(v[0].measured_on.contains("PSS"), "{}", v[0].measured_on);
     }
 
     #[test]

@@ -125,27 +125,32 @@ pub struct Compare {
     pub verdict: String,
 }
 
-/// Below this many runs on a side, a non-significant result says little: without ties,
-/// Mann-Whitney (normal approximation, continuity correction) cannot go below p = 0.081
-/// with 3 vs 3, so the verdict says the runs were too few rather than "no difference".
-pub const MIN_RUNS_FOR_SIGNIFICANCE: usize = 4;
+/// Which direction of a metric is better. CPU% has none that holds across workloads (less
+/// CPU per task is cheaper, more CPU on a CPU-bound workload is the pool using the cores),
+/// so its comparisons give the difference without calling either side better.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Better {
+    Higher,
+    Lower,
+    Neither,
+}
+
+/// The significance level of every test and of Holm's correction.
+pub const ALPHA: f64 = 0.05;
 
 /// Compares A against B.
 ///
-/// `higher_is_better` says which direction wins (true for throughput, false for latency or
-/// RSS); it selects the wording "faster than" (true) or "better than" (false). When both
-/// tests are significant the verdict names the winner and gives
-/// `median(winner) / median(loser)` and the larger of the two p-values:
-/// `"asynctasq faster than celery (2.31x, p=0.004)"`. Otherwise it reads
-/// `"no significant difference (p=…)"` with the larger p-value, or, with fewer than
-/// `MIN_RUNS_FOR_SIGNIFICANCE` runs on a side, `"too few runs to call (ratio …)"`. With fewer than two
-/// repetitions on either side the p-values and Cohen's d are NaN and the verdict is
-/// `"not enough repetitions (n=… vs …)"`; the ratio and its CI are still computed when both
-/// sides are non-empty. With `resamples == 0` the ratio CI is NaN.
+/// `better` says which direction wins (higher for throughput, lower for latency or RSS); it
+/// selects the wording "faster than" (higher) or "better than" (lower); with `Neither` a
+/// significant difference reads `"a 1.30x the value of b"`. The decision p-value is the larger
+/// of Welch's and Mann-Whitney's (both must be below [`ALPHA`]); see [`verdict`] for the
+/// wording. With fewer than two repetitions on either side the p-values and Cohen's d are NaN;
+/// the ratio and its CI are still computed when both sides are non-empty. With
+/// `resamples == 0` the ratio CI is NaN.
 pub fn compare(
     a: &[f64],
     b: &[f64],
-    higher_is_better: bool,
+    better: Better,
     label_a: &str,
     label_b: &str,
     seed: u64,
@@ -159,50 +164,20 @@ pub fn compare(
         let (low, high) = bootstrap_ratio_ci95(a, b, seed, resamples);
         (ratio, low, high)
     };
-    if na < 2 || nb < 2 {
-        return Compare {
-            ratio,
-            ratio_ci95_low,
-            ratio_ci95_high,
-            welch_p: f64::NAN,
-            mann_whitney_p: f64::NAN,
-            cohens_d: f64::NAN,
-            significant: false,
-            verdict: format!("not enough repetitions (n={na} vs {nb})"),
-        };
-    }
-    let welch_p = welch_p(a, b);
-    let mann_whitney_p = mann_whitney_p(a, b);
-    let cohens_d = cohens_d(a, b);
-    let significant = welch_p < 0.05 && mann_whitney_p < 0.05;
+    let (welch_p, mann_whitney_p, cohens_d) = if na < 2 || nb < 2 {
+        (f64::NAN, f64::NAN, f64::NAN)
+    } else {
+        (welch_p(a, b), mann_whitney_p(a, b), cohens_d(a, b))
+    };
     let p = welch_p.max(mann_whitney_p);
-    // Direction: by medians (the reported ratio), falling back to means when medians tie.
-    let (ma, mb) = (median(a), median(b));
-    let diff = if ma != mb {
-        ma - mb
-    } else {
-        a.iter().mean() - b.iter().mean()
-    };
-    let a_better = if higher_is_better {
-        diff > 0.0
-    } else {
-        diff < 0.0
-    };
-    let b_better = if higher_is_better {
-        diff < 0.0
-    } else {
-        diff > 0.0
-    };
-    let word = if higher_is_better { "faster" } else { "better" };
-    let verdict = if significant && a_better {
-        format!("{label_a} {word} than {label_b} ({ratio:.2}x, p={p:.3})")
-    } else if significant && b_better {
-        let inv = 1.0 / ratio;
-        format!("{label_b} {word} than {label_a} ({inv:.2}x, p={p:.3})")
-    } else if na.min(nb) < MIN_RUNS_FOR_SIGNIFICANCE {
-        format!("too few runs to call ({na} vs {nb}; ratio {ratio:.2}x, p={p:.3})")
-    } else {
-        format!("no significant difference (p={p:.3})")
+    let significant = p < ALPHA;
+    let outcome = Outcome {
+        ratio,
+        p,
+        significant,
+        a_ahead: a_ahead(a, b),
+        na,
+        nb,
     };
     Compare {
         ratio,
@@ -212,8 +187,108 @@ pub fn compare(
         mann_whitney_p,
         cohens_d,
         significant,
-        verdict,
+        verdict: verdict(&outcome, better, label_a, label_b),
     }
+}
+
+/// What a verdict is written from: the ratio, the decision p-value (raw or adjusted), whether
+/// it is significant, which side is ahead and the sample sizes.
+#[derive(Debug, Clone, Copy)]
+pub struct Outcome {
+    pub ratio: f64,
+    pub p: f64,
+    pub significant: bool,
+    /// A's median above B's (means when the medians tie); None when they are equal.
+    pub a_ahead: Option<bool>,
+    pub na: usize,
+    pub nb: usize,
+}
+
+/// Direction by medians (the reported ratio), falling back to means when medians tie.
+pub fn a_ahead(a: &[f64], b: &[f64]) -> Option<bool> {
+    if a.is_empty() || b.is_empty() {
+        return None;
+    }
+    let (ma, mb) = (median(a), median(b));
+    let diff = if ma != mb {
+        ma - mb
+    } else {
+        a.iter().mean() - b.iter().mean()
+    };
+    (diff != 0.0).then_some(diff > 0.0)
+}
+
+/// One line for the report. Significant: the winner and `median(winner) / median(loser)`
+/// with the p-value, `"asynctasq faster than celery (2.31x, p=0.004)"` (no winner named for
+/// [`Better::Neither`]). Not significant, when the sizes could not have reached significance
+/// (fewer than two runs on a side, or [`min_attainable_p`] >= [`ALPHA`]):
+/// `"cannot tell (n = 3 vs 3)"`. Otherwise `"no significant difference (p=…)"`.
+pub fn verdict(o: &Outcome, better: Better, label_a: &str, label_b: &str) -> String {
+    let (ratio, p) = (o.ratio, o.p);
+    if !o.significant {
+        return if !can_reach_significance(o.na, o.nb) {
+            format!("cannot tell (n = {} vs {})", o.na, o.nb)
+        } else {
+            format!("no significant difference (p={p:.3})")
+        };
+    }
+    let Some(a_ahead) = o.a_ahead else {
+        return format!("no significant difference (p={p:.3})");
+    };
+    let (a_better, word) = match better {
+        Better::Higher => (a_ahead, "faster"),
+        Better::Lower => (!a_ahead, "better"),
+        Better::Neither => {
+            return format!(
+                "{label_a} {ratio:.2}x {label_b} (p={p:.3}; neither direction is better)"
+            )
+        }
+    };
+    if a_better {
+        format!("{label_a} {word} than {label_b} ({ratio:.2}x, p={p:.3})")
+    } else {
+        let inv = 1.0 / ratio;
+        format!("{label_b} {word} than {label_a} ({inv:.2}x, p={p:.3})")
+    }
+}
+
+/// Whether n_a vs n_b runs can give p < [`ALPHA`] at all.
+pub fn can_reach_significance(na: usize, nb: usize) -> bool {
+    na >= 2 && nb >= 2 && min_attainable_p(na, nb) < ALPHA
+}
+
+/// The smallest two-sided Mann-Whitney p-value (normal approximation, continuity
+/// correction, as [`compare`] computes it) that n_a vs n_b distinct values can give: complete
+/// separation, U = n_a n_b. 3 vs 3 gives 0.081, so no difference could be called; 4 vs 4
+/// gives 0.030. (Ties inside a side can go lower; measured floats do not tie.)
+/// Fewest runs per side with which a comparison can reach p < 0.05 at all (3 vs 3 cannot:
+/// see [`min_attainable_p`]); adaptive profiles keep at least this many.
+pub const MIN_RUNS_FOR_SIGNIFICANCE: usize = 4;
+
+pub fn min_attainable_p(na: usize, nb: usize) -> f64 {
+    if na == 0 || nb == 0 {
+        return 1.0;
+    }
+    let (f1, f2) = (na as f64, nb as f64);
+    let sigma = (f1 * f2 * (f1 + f2 + 1.0) / 12.0).sqrt();
+    let z = (f1 * f2 / 2.0 - 0.5) / sigma;
+    let normal = Normal::new(0.0, 1.0).expect("standard normal");
+    (2.0 * normal.sf(z)).clamp(0.0, 1.0)
+}
+
+/// Holm's step-down adjustment of a family of p-values (in input order). NaN entries are not
+/// tests: they stay NaN and do not count in the family size.
+pub fn holm(p: &[f64]) -> Vec<f64> {
+    let mut order: Vec<usize> = (0..p.len()).filter(|&i| !p[i].is_nan()).collect();
+    order.sort_by(|&i, &j| p[i].total_cmp(&p[j]));
+    let m = order.len();
+    let mut adjusted = vec![f64::NAN; p.len()];
+    let mut running = 0.0_f64;
+    for (rank, &i) in order.iter().enumerate() {
+        running = running.max(((m - rank) as f64 * p[i]).min(1.0));
+        adjusted[i] = running;
+    }
+    adjusted
 }
 
 fn sorted_copy(values: &[f64]) -> Vec<f64> {
@@ -480,7 +555,7 @@ mod tests {
 
     #[test]
     fn compare_throughput_matches_scipy() {
-        let c = compare(&A, &B, true, "asynctasq", "celery", 7, 2000);
+        let c = compare(&A, &B, Better::Higher, "asynctasq", "celery", 7, 2000);
         // scipy.stats.ttest_ind(a, b, equal_var=False).pvalue
         close(c.welch_p, 0.02014765808311102, 1e-9);
         // scipy.stats.mannwhitneyu(a, b, alternative='two-sided', method='asymptotic',
@@ -496,7 +571,7 @@ mod tests {
 
     #[test]
     fn compare_is_symmetric_when_b_wins() {
-        let c = compare(&B, &A, true, "celery", "asynctasq", 7, 500);
+        let c = compare(&B, &A, Better::Higher, "celery", "asynctasq", 7, 500);
         close(c.welch_p, 0.02014765808311102, 1e-9);
         close(c.mann_whitney_p, 0.0385612475974246, 1e-9);
         close(c.cohens_d, -1.2507626478152307, 1e-9);
@@ -506,7 +581,7 @@ mod tests {
 
     #[test]
     fn compare_latency_lower_is_better() {
-        let c = compare(&LA, &LB, false, "asynctasq", "celery", 1, 1000);
+        let c = compare(&LA, &LB, Better::Lower, "asynctasq", "celery", 1, 1000);
         // scipy.stats.ttest_ind(a, b, equal_var=False).pvalue -> 8.2e-07: compare relatively
         close_rel(c.welch_p, 8.213902675429803e-07, 1e-9);
         // scipy.stats.mannwhitneyu(..., method='asymptotic', use_continuity=True).pvalue
@@ -516,7 +591,7 @@ mod tests {
         assert!(c.significant);
         assert_eq!(c.verdict, "asynctasq better than celery (0.67x, p=0.005)");
         // Same data, roles swapped: B is the winner.
-        let c = compare(&LB, &LA, false, "celery", "asynctasq", 1, 1000);
+        let c = compare(&LB, &LA, Better::Lower, "celery", "asynctasq", 1, 1000);
         assert_eq!(c.verdict, "asynctasq better than celery (0.67x, p=0.005)");
     }
 
@@ -524,7 +599,7 @@ mod tests {
     fn mann_whitney_with_ties() {
         let a = [1.0, 2.0, 2.0, 3.0, 3.0, 3.0, 4.0, 5.0];
         let b = [3.0, 4.0, 4.0, 5.0, 5.0, 6.0, 6.0, 7.0];
-        let c = compare(&a, &b, true, "a", "b", 3, 200);
+        let c = compare(&a, &b, Better::Higher, "a", "b", 3, 200);
         // scipy.stats.mannwhitneyu(a, b, alternative='two-sided', method='asymptotic',
         //                          use_continuity=True).pvalue (U = 7.5, tie-corrected)
         close(c.mann_whitney_p, 0.010515245935858907, 1e-9);
@@ -539,7 +614,7 @@ mod tests {
     fn overlapping_samples_not_significant() {
         let a = [10.1, 9.8, 10.4, 10.0, 9.9];
         let b = [10.2, 9.7, 10.3, 10.15, 9.6, 10.05];
-        let c = compare(&a, &b, true, "a", "b", 3, 200);
+        let c = compare(&a, &b, Better::Higher, "a", "b", 3, 200);
         // scipy.stats.ttest_ind(a, b, equal_var=False).pvalue
         close(c.welch_p, 0.80246248728157, 1e-9);
         // scipy.stats.mannwhitneyu(..., method='asymptotic', use_continuity=True).pvalue
@@ -553,7 +628,7 @@ mod tests {
     fn significant_needs_both_tests() {
         let a = [5.0, 5.1, 5.2, 5.3, 5.4, 5.5, 30.0];
         let b = [4.0, 4.1, 4.2, 4.3, 4.4, 4.5, 4.6];
-        let c = compare(&a, &b, true, "a", "b", 3, 200);
+        let c = compare(&a, &b, Better::Higher, "a", "b", 3, 200);
         // scipy.stats.ttest_ind(a, b, equal_var=False).pvalue: not significant (outlier)
         close(c.welch_p, 0.25168472014668214, 1e-9);
         // scipy.stats.mannwhitneyu(..., method='asymptotic', use_continuity=True).pvalue
@@ -565,20 +640,28 @@ mod tests {
 
     #[test]
     fn too_few_repetitions() {
-        let c = compare(&[1.0], &[2.0, 3.0], true, "a", "b", 0, 100);
+        let c = compare(&[1.0], &[2.0, 3.0], Better::Higher, "a", "b", 0, 100);
         assert!(c.welch_p.is_nan() && c.mann_whitney_p.is_nan() && c.cohens_d.is_nan());
         assert!(!c.significant);
-        assert_eq!(c.verdict, "not enough repetitions (n=1 vs 2)");
+        assert_eq!(c.verdict, "cannot tell (n = 1 vs 2)");
         close(c.ratio, 1.0 / 2.5, 1e-12);
-        let c = compare(&[], &[], false, "a", "b", 0, 100);
-        assert_eq!(c.verdict, "not enough repetitions (n=0 vs 0)");
+        let c = compare(&[], &[], Better::Lower, "a", "b", 0, 100);
+        assert_eq!(c.verdict, "cannot tell (n = 0 vs 0)");
         assert!(c.ratio.is_nan() && c.ratio_ci95_low.is_nan());
     }
 
     #[test]
     fn zero_variance_edge_cases() {
         // Both constant, different values: they differ surely.
-        let c = compare(&[2.0, 2.0, 2.0], &[1.0, 1.0, 1.0], true, "a", "b", 0, 100);
+        let c = compare(
+            &[2.0, 2.0, 2.0],
+            &[1.0, 1.0, 1.0],
+            Better::Higher,
+            "a",
+            "b",
+            0,
+            100,
+        );
         assert_eq!(c.welch_p, 0.0);
         assert_eq!(c.cohens_d, f64::INFINITY);
         // scipy.stats.ttest_ind([2,2,2], [1,1,1], equal_var=False).pvalue -> 0.0 as well.
@@ -589,31 +672,36 @@ mod tests {
         assert_eq!(c.verdict, "a faster than b (2.00x, p=0.047)");
         // Identical constant samples. (scipy returns NaN for both p-values here; we report
         // 1.0: no evidence of a difference.)
-        let c = compare(&[3.0, 3.0, 3.0], &[3.0, 3.0], true, "a", "b", 0, 100);
+        let c = compare(
+            &[3.0, 3.0, 3.0],
+            &[3.0, 3.0],
+            Better::Higher,
+            "a",
+            "b",
+            0,
+            100,
+        );
         assert_eq!(c.welch_p, 1.0);
         assert_eq!(c.mann_whitney_p, 1.0);
         assert_eq!(c.cohens_d, 0.0);
         assert_eq!(c.ratio, 1.0);
         assert_eq!((c.ratio_ci95_low, c.ratio_ci95_high), (1.0, 1.0));
-        assert_eq!(
-            c.verdict,
-            "too few runs to call (3 vs 2; ratio 1.00x, p=1.000)"
-        );
+        assert_eq!(c.verdict, "cannot tell (n = 3 vs 2)");
     }
 
     #[test]
     fn bootstrap_ci_contains_ratio_and_is_reproducible() {
-        let c1 = compare(&A, &B, true, "a", "b", 42, 2000);
+        let c1 = compare(&A, &B, Better::Higher, "a", "b", 42, 2000);
         assert!(c1.ratio_ci95_low <= c1.ratio && c1.ratio <= c1.ratio_ci95_high);
         assert!(c1.ratio_ci95_low < c1.ratio_ci95_high);
-        let c2 = compare(&A, &B, true, "a", "b", 42, 2000);
+        let c2 = compare(&A, &B, Better::Higher, "a", "b", 42, 2000);
         assert_eq!(c1, c2);
-        let c3 = compare(&A, &B, true, "a", "b", 43, 2000);
+        let c3 = compare(&A, &B, Better::Higher, "a", "b", 43, 2000);
         assert_ne!(
             (c1.ratio_ci95_low, c1.ratio_ci95_high),
             (c3.ratio_ci95_low, c3.ratio_ci95_high)
         );
-        let none = compare(&A, &B, true, "a", "b", 42, 0);
+        let none = compare(&A, &B, Better::Higher, "a", "b", 42, 0);
         assert!(none.ratio_ci95_low.is_nan() && none.ratio_ci95_high.is_nan());
     }
 
@@ -621,11 +709,11 @@ mod tests {
     fn bootstrap_ci_is_narrow_for_tight_data() {
         let a: Vec<f64> = (0..20).map(|i| 200.0 + (i % 5) as f64 * 0.01).collect();
         let b: Vec<f64> = (0..20).map(|i| 100.0 + (i % 4) as f64 * 0.01).collect();
-        let c = compare(&a, &b, true, "a", "b", 9, 1000);
+        let c = compare(&a, &b, Better::Higher, "a", "b", 9, 1000);
         assert!(c.ratio_ci95_low <= c.ratio && c.ratio <= c.ratio_ci95_high);
         assert!(c.ratio_ci95_high - c.ratio_ci95_low < 1e-3, "{c:?}");
         close(c.ratio, 2.0, 1e-3);
-        let wide = compare(&OUT, &LA, true, "a", "b", 9, 1000);
+        let wide = compare(&OUT, &LA, Better::Higher, "a", "b", 9, 1000);
         assert!(
             wide.ratio_ci95_high - wide.ratio_ci95_low > 1e-2,
             "{wide:?}"
@@ -637,8 +725,70 @@ mod tests {
         let d = describe(&OUT);
         let json = serde_json::to_string(&d).unwrap();
         assert_eq!(serde_json::from_str::<Describe>(&json).unwrap(), d);
-        let c = compare(&A, &B, true, "a", "b", 1, 100);
+        let c = compare(&A, &B, Better::Higher, "a", "b", 1, 100);
         let json = serde_json::to_string(&c).unwrap();
         assert_eq!(serde_json::from_str::<Compare>(&json).unwrap(), c);
+    }
+
+    #[test]
+    fn min_attainable_p_says_when_sizes_cannot_reach_significance() {
+        // scipy.stats.mannwhitneyu([1,2,3], [4,5,6], method='asymptotic').pvalue -> 0.0808...
+        close(min_attainable_p(3, 3), 0.08085559837291212, 1e-9);
+        close(
+            min_attainable_p(3, 3),
+            mann_whitney_p(&[1.0, 2.0, 3.0], &[4.0, 5.0, 6.0]),
+            1e-12,
+        );
+        assert!(min_attainable_p(4, 4) < ALPHA);
+        assert!(!can_reach_significance(3, 3) && !can_reach_significance(1, 10));
+        assert!(can_reach_significance(4, 4) && can_reach_significance(2, 10));
+        // Completely separated 3 vs 3: the old wording called it "too few runs to call";
+        // a compare of two run directories said "no change".
+        let c = compare(
+            &[1.0, 2.0, 3.0],
+            &[4.0, 5.0, 6.0],
+            Better::Higher,
+            "a",
+            "b",
+            0,
+            10,
+        );
+        assert!(!c.significant);
+        assert_eq!(c.verdict, "cannot tell (n = 3 vs 3)");
+    }
+
+    #[test]
+    fn holm_adjusts_step_down_and_skips_nan() {
+        // statsmodels.stats.multitest.multipletests([0.01, 0.04, 0.03, 0.5], method='holm')
+        // -> [0.04, 0.09, 0.09, 0.5]
+        let adjusted = holm(&[0.01, 0.04, f64::NAN, 0.03, 0.5]);
+        for (got, want) in adjusted.iter().zip([0.04, 0.09, f64::NAN, 0.09, 0.5]) {
+            if want.is_nan() {
+                assert!(got.is_nan());
+            } else {
+                close(*got, want, 1e-12);
+            }
+        }
+        assert!(holm(&[]).is_empty());
+    }
+
+    #[test]
+    fn cpu_differences_name_no_winner() {
+        let c = compare(&LA, &LB, Better::Neither, "a", "b", 1, 100);
+        assert!(c.significant, "{c:?}");
+        assert!(
+            c.verdict.contains("neither direction is better")
+                && !c.verdict.contains("faster")
+                && !c.verdict.contains("better than"),
+            "{}",
+            c.verdict
+        );
+    }
+
+    #[test]
+    fn min_runs_for_significance_is_the_first_size_that_can_reach_it() {
+        let n = MIN_RUNS_FOR_SIGNIFICANCE;
+        assert!(min_attainable_p(n, n) < 0.05);
+        assert!(min_attainable_p(n - 1, n - 1) >= 0.05);
     }
 }

@@ -5,70 +5,170 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::analysis::stats::{self, Compare, Describe};
+use crate::analysis::stats::{self, Better, Compare, Describe, Outcome};
 use crate::result::RunResult;
 
 /// A metric the summary describes, and which direction is better.
 pub struct MetricDef {
     pub name: &'static str,
-    pub higher_is_better: bool,
+    pub better: Better,
+    /// Latency: measured only in paced (open-loop) runs; in drain and live runs it is the
+    /// queue's own backlog (a queueing artefact), so no verdict or comparison uses it there.
+    pub paced_only: bool,
     pub value: fn(&RunResult) -> Option<f64>,
 }
 
-pub const METRICS: [MetricDef; 9] = [
+impl MetricDef {
+    /// Whether a verdict or comparison may use this metric in runs of `mode`.
+    pub fn judged_in(&self, mode: &str) -> bool {
+        !self.paced_only || mode == "paced"
+    }
+}
+
+pub const METRICS: [MetricDef; 10] = [
     MetricDef {
         name: "throughput_tasks_per_sec",
-        higher_is_better: true,
-        value: |r| Some(r.metrics.throughput_tasks_per_sec),
+        better: Better::Higher,
+        paced_only: false,
+        value: |r| r.metrics.throughput_tasks_per_sec,
     },
     MetricDef {
         name: "enqueue_rate_per_sec",
-        higher_is_better: true,
+        better: Better::Higher,
+        paced_only: false,
         value: |r| Some(r.metrics.enqueue_rate_per_sec),
     },
     MetricDef {
         name: "latency_mean_ms",
-        higher_is_better: false,
+        better: Better::Lower,
+        paced_only: true,
         value: |r| Some(r.metrics.latency_mean_ms),
     },
     MetricDef {
         name: "latency_p50_ms",
-        higher_is_better: false,
+        better: Better::Lower,
+        paced_only: true,
         value: |r| Some(r.metrics.latency_p50_ms),
     },
     MetricDef {
         name: "latency_p95_ms",
-        higher_is_better: false,
+        better: Better::Lower,
+        paced_only: true,
         value: |r| Some(r.metrics.latency_p95_ms),
     },
     MetricDef {
         name: "latency_p99_ms",
-        higher_is_better: false,
+        better: Better::Lower,
+        paced_only: true,
         value: |r| Some(r.metrics.latency_p99_ms),
     },
     MetricDef {
         name: "memory_rss_mb",
-        higher_is_better: false,
+        better: Better::Lower,
+        paced_only: false,
         value: |r| Some(r.metrics.memory_rss_mb),
     },
+    // PSS splits prefork's shared pages between the children: the fair memory figure.
+    MetricDef {
+        name: "memory_pss_mb",
+        better: Better::Lower,
+        paced_only: false,
+        value: |r| r.metrics.memory_pss_mb,
+    },
+    // No better direction: less CPU for the same work is cheaper, but a pool that uses more
+    // of the cores on a CPU-bound workload is doing its job. Comparisons report the ratio only.
     MetricDef {
         name: "cpu_percent",
-        higher_is_better: false,
-        value: |r| Some(r.metrics.cpu_percent),
+        better: Better::Neither,
+        paced_only: false,
+        value: |r| r.metrics.cpu_percent,
     },
     // Cold start: spawning the worker to the end of the first task (drain of one task).
     MetricDef {
         name: "processing_time_from_spawn_seconds",
-        higher_is_better: false,
+        better: Better::Lower,
+        paced_only: false,
         value: |r| Some(r.metrics.processing_time_from_spawn_seconds),
     },
 ];
 
-/// Whether two variants differ only in their pool: the same concurrency (and rate or stress
-/// step), e.g. `asyncio-c50` and `threads-c50`, not `threads-c10`.
+/// A run counts only when it is exact (every task completed once: none lost, none
+/// duplicated), no task failed, and its `errors` list is empty (workload checks such as the
+/// HTTP request count, and the configuration-verified check, write there). The one rule
+/// used by the summary, `compare` and the report; `Err` says why a run is excluded.
+pub fn validity(r: &RunResult) -> Result<(), String> {
+    let m = &r.metrics;
+    let mut reasons = Vec::new();
+    for (count, what) in [
+        (m.lost, "lost"),
+        (m.duplicated, "duplicated"),
+        (m.failed, "failed"),
+    ] {
+        if count > 0 {
+            reasons.push(format!("{count} {what}"));
+        }
+    }
+    if !r.errors.is_empty() {
+        reasons.push(format!("errors: {}", r.errors.join("; ")));
+    }
+    if reasons.is_empty() {
+        Ok(())
+    } else {
+        Err(reasons.join(", "))
+    }
+}
+
+fn is_valid(r: &RunResult) -> bool {
+    validity(r).is_ok()
+}
+
+/// The size tokens of a variant label: concurrency `c10`, rate `at500`, stress step `n1000`
+/// (the pool and client names are what a comparison is about; these must match).
+fn size_tokens(variant: &str) -> Vec<&str> {
+    let sized = |t: &str, prefix: &str| {
+        t.strip_prefix(prefix).is_some_and(|rest| {
+            !rest.is_empty() && rest.chars().all(|c| c.is_ascii_digit() || c == '.')
+        })
+    };
+    variant
+        .split('-')
+        .filter(|t| sized(t, "c") || sized(t, "at") || sized(t, "n"))
+        .collect()
+}
+
+/// Whether two variants differ only in their pool (or client): the same concurrency, rate
+/// and stress step, e.g. `asyncio-c50` and `threads-c50`, not `threads-c10`.
 pub fn same_sizes(variant_a: &str, variant_b: &str) -> bool {
-    let sizes = |variant: &str| variant.split_once('-').map(|(_, rest)| rest.to_string());
-    sizes(variant_a) == sizes(variant_b)
+    size_tokens(variant_a) == size_tokens(variant_b)
+}
+
+/// What must match for two groups to be compared, read from their runs' configuration so
+/// runs whose labels carry no sizes (the plan's `"variant": "asyncio"`) pair correctly too.
+#[derive(Debug, PartialEq)]
+struct Sizes {
+    workers: u32,
+    task_count: u64,
+    /// Paced rate in milli-tasks/s (None: drain or live).
+    rate_milli: Option<i64>,
+}
+
+fn sizes(runs: &[&RunResult]) -> Option<Sizes> {
+    let r = runs.first()?;
+    Some(Sizes {
+        workers: r.configuration.workers,
+        task_count: r.configuration.task_count,
+        rate_milli: r
+            .metrics
+            .paced_target_rate
+            .map(|rate| (rate * 1000.0).round() as i64),
+    })
+}
+
+/// Like with like: same scenario, driver and mode, same concurrency, rate and size.
+fn like_for_like((ka, a): (&GroupKey, &[&RunResult]), (kb, b): (&GroupKey, &[&RunResult])) -> bool {
+    (&ka.scenario, &ka.driver, &ka.mode) == (&kb.scenario, &kb.driver, &kb.mode)
+        && same_sizes(&ka.variant, &kb.variant)
+        && sizes(a) == sizes(b)
 }
 
 pub fn metric(name: &str) -> Option<&'static MetricDef> {
@@ -123,8 +223,16 @@ pub struct Group {
     pub ci95_high: f64,
     /// benchmark_ids outside the Tukey fences: flagged, kept in the statistics.
     pub outliers: Vec<String>,
-    /// Runs in the group that lost or duplicated tasks (kept out of the statistics).
+    /// Invalid runs of the group (see [`validity`]), kept out of the statistics.
     pub excluded: Vec<String>,
+}
+
+impl Group {
+    /// Run-to-run spread: stddev / mean (None with fewer than two runs or a zero mean).
+    pub fn cv(&self) -> Option<f64> {
+        (self.n >= 2 && self.mean != 0.0 && self.stddev.is_finite())
+            .then(|| self.stddev / self.mean.abs())
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -137,19 +245,53 @@ pub struct Comparison {
     pub variant_a: String,
     pub variant_b: String,
     pub metric: String,
+    /// Valid runs on each side.
+    #[serde(default)]
+    pub n_a: usize,
+    #[serde(default)]
+    pub n_b: usize,
     pub ratio: f64,
     pub ratio_ci95_low: f64,
     pub ratio_ci95_high: f64,
     pub welch_p: f64,
     pub mann_whitney_p: f64,
+    /// Welch's p after Holm's correction over every comparison of the summary. Significant:
+    /// this below 0.05 and Mann-Whitney's p below 0.05 too.
+    #[serde(default)]
+    pub p_holm: f64,
+    #[serde(default)]
+    pub significant: bool,
     pub cohens_d: f64,
     pub verdict: String,
 }
 
+/// A run left out of the statistics, and why.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Excluded {
+    pub benchmark_id: String,
+    pub group: String,
+    pub reason: String,
+}
+
+/// The machine's run-to-run spread on one metric: the coefficient of variation
+/// (stddev / mean) of each group over its repetitions, summarised across groups.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct NoiseFloor {
+    pub metric: String,
+    /// Groups with at least two valid runs.
+    pub groups: usize,
+    pub median_cv: f64,
+    pub max_cv: f64,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct Summary {
     pub groups: Vec<Group>,
     pub comparisons: Vec<Comparison>,
+    #[serde(default)]
+    pub excluded: Vec<Excluded>,
+    #[serde(default)]
+    pub noise_floor: Vec<NoiseFloor>,
 }
 
 /// Bootstrap resamples for ratio CIs; seeded so a summary recomputes to the same numbers.
@@ -168,19 +310,51 @@ pub fn grouped(results: &[RunResult]) -> BTreeMap<GroupKey, Vec<&RunResult>> {
     groups
 }
 
-/// A run counts only if every task completed exactly once.
-fn is_exact(r: &RunResult) -> bool {
-    r.metrics.lost == 0 && r.metrics.duplicated == 0
+/// [`grouped`], valid runs only (groups with none left are dropped).
+pub fn grouped_valid(results: &[RunResult]) -> BTreeMap<GroupKey, Vec<&RunResult>> {
+    grouped(results)
+        .into_iter()
+        .map(|(k, runs)| (k, runs.into_iter().filter(|r| is_valid(r)).collect()))
+        .filter(|(_, runs): &(GroupKey, Vec<&RunResult>)| !runs.is_empty())
+        .collect()
+}
+
+/// Every measured run that fails [`validity`], with its reason.
+pub fn excluded(results: &[RunResult]) -> Vec<Excluded> {
+    grouped(results)
+        .iter()
+        .flat_map(|(key, runs)| {
+            runs.iter().filter_map(move |r| {
+                validity(r).err().map(|reason| Excluded {
+                    benchmark_id: r.benchmark_id.clone(),
+                    group: format!("{} {} {}", key.scenario, key.driver, key.label()),
+                    reason,
+                })
+            })
+        })
+        .collect()
+}
+
+/// A metric's finite values over runs.
+pub fn values(def: &MetricDef, runs: &[&RunResult]) -> Vec<f64> {
+    runs.iter()
+        .filter_map(|r| (def.value)(r))
+        .filter(|v| v.is_finite())
+        .collect()
 }
 
 pub fn summarize(results: &[RunResult]) -> Summary {
-    let groups_by_key = grouped(results);
+    let all = grouped(results);
+    let valid = grouped_valid(results);
     let mut groups = Vec::new();
-    for (key, runs) in &groups_by_key {
-        let (exact, inexact): (Vec<&RunResult>, Vec<&RunResult>) =
-            runs.iter().partition(|r| is_exact(r));
+    for (key, runs) in &valid {
+        let invalid: Vec<String> = all[key]
+            .iter()
+            .filter(|r| !is_valid(r))
+            .map(|r| r.benchmark_id.clone())
+            .collect();
         for def in &METRICS {
-            let (ids, values): (Vec<&str>, Vec<f64>) = exact
+            let (ids, values): (Vec<&str>, Vec<f64>) = runs
                 .iter()
                 .filter_map(|r| {
                     (def.value)(r)
@@ -210,50 +384,68 @@ pub fn summarize(results: &[RunResult]) -> Summary {
                 ci95_low: d.ci95_low,
                 ci95_high: d.ci95_high,
                 outliers: d.outliers.iter().map(|&i| ids[i].to_string()).collect(),
-                excluded: inexact.iter().map(|r| r.benchmark_id.clone()).collect(),
+                excluded: invalid.clone(),
             });
         }
     }
     Summary {
-        comparisons: comparisons(&groups_by_key),
+        comparisons: comparisons(&valid),
+        noise_floor: noise_floor(&groups),
+        excluded: excluded(results),
         groups,
     }
 }
 
-/// Every pair of groups on the same scenario, driver and mode: systems against each
-/// other, and one system's variants against each other (e.g. Celery threads vs prefork).
+/// Per metric, the median and largest coefficient of variation over groups of two or more
+/// runs: what differences smaller than this are worth on this machine (latency: paced
+/// groups only, as everywhere it is judged).
+pub fn noise_floor(groups: &[Group]) -> Vec<NoiseFloor> {
+    METRICS
+        .iter()
+        .filter_map(|def| {
+            let cvs: Vec<f64> = groups
+                .iter()
+                .filter(|g| g.metric == def.name && def.judged_in(&g.mode))
+                .filter_map(Group::cv)
+                .collect();
+            (!cvs.is_empty()).then(|| NoiseFloor {
+                metric: def.name.to_string(),
+                groups: cvs.len(),
+                median_cv: stats::median(&cvs),
+                max_cv: cvs.iter().copied().fold(f64::NAN, f64::max),
+            })
+        })
+        .collect()
+}
+
+/// Every like-for-like pair of groups (see [`like_for_like`]): systems against each other,
+/// and one system's variants against each other (e.g. Celery threads vs solo at c1).
+/// Latency only between paced groups. Significance is decided after Holm's correction
+/// over the whole family.
 fn comparisons(groups: &BTreeMap<GroupKey, Vec<&RunResult>>) -> Vec<Comparison> {
     let keys: Vec<&GroupKey> = groups.keys().collect();
     let mut out = Vec::new();
+    let mut outcomes = Vec::new();
     for (i, ka) in keys.iter().enumerate() {
         for kb in &keys[i + 1..] {
-            let same_place =
-                (&ka.scenario, &ka.driver, &ka.mode) == (&kb.scenario, &kb.driver, &kb.mode);
-            if !same_place {
+            if !like_for_like((ka, &groups[*ka]), (kb, &groups[*kb])) {
                 continue;
             }
-            for def in &METRICS {
-                let values = |k: &GroupKey| -> Vec<f64> {
-                    groups[k]
-                        .iter()
-                        .filter(|r| is_exact(r))
-                        .filter_map(|r| (def.value)(r))
-                        .filter(|v| v.is_finite())
-                        .collect()
-                };
-                let (a, b) = (values(ka), values(kb));
+            for def in METRICS.iter().filter(|d| d.judged_in(&ka.mode)) {
+                let (a, b) = (values(def, &groups[*ka]), values(def, &groups[*kb]));
                 if a.is_empty() || b.is_empty() {
                     continue;
                 }
                 let c: Compare = stats::compare(
                     &a,
                     &b,
-                    def.higher_is_better,
+                    def.better,
                     &ka.label(),
                     &kb.label(),
                     BOOTSTRAP_SEED,
                     BOOTSTRAP_RESAMPLES,
                 );
+                outcomes.push((def.better, stats::a_ahead(&a, &b)));
                 out.push(Comparison {
                     a: ka.system.clone(),
                     b: kb.system.clone(),
@@ -263,30 +455,283 @@ fn comparisons(groups: &BTreeMap<GroupKey, Vec<&RunResult>>) -> Vec<Comparison> 
                     variant_a: ka.variant.clone(),
                     variant_b: kb.variant.clone(),
                     metric: def.name.to_string(),
+                    n_a: a.len(),
+                    n_b: b.len(),
                     ratio: c.ratio,
                     ratio_ci95_low: c.ratio_ci95_low,
                     ratio_ci95_high: c.ratio_ci95_high,
                     welch_p: c.welch_p,
                     mann_whitney_p: c.mann_whitney_p,
+                    p_holm: f64::NAN,
+                    significant: false,
                     cohens_d: c.cohens_d,
                     verdict: c.verdict,
                 });
             }
         }
     }
+    // Holm over the family's Welch p-values controls the family-wise error; Mann-Whitney
+    // must agree at the raw level (a further filter, so the control still holds). Holm on
+    // Mann-Whitney itself could never pass at 5 vs 5 in a family of more than four: its
+    // smallest attainable p there is 0.012.
+    let welch: Vec<f64> = out.iter().map(|c| c.welch_p).collect();
+    for ((c, p_holm), (better, a_ahead)) in out.iter_mut().zip(stats::holm(&welch)).zip(outcomes) {
+        c.p_holm = p_holm;
+        c.significant = p_holm < stats::ALPHA && c.mann_whitney_p < stats::ALPHA;
+        let outcome = Outcome {
+            ratio: c.ratio,
+            p: p_holm.max(c.mann_whitney_p),
+            significant: c.significant,
+            a_ahead,
+            na: c.n_a,
+            nb: c.n_b,
+        };
+        let (la, lb) = (
+            format!("{} {} {}", c.a, c.variant_a, c.mode),
+            format!("{} {} {}", c.b, c.variant_b, c.mode),
+        );
+        // The verdict's p: the larger of Holm-adjusted Welch and raw Mann-Whitney.
+        c.verdict = stats::verdict(&outcome, better, &la, &lb);
+    }
     out
 }
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    /// A run in DESIGN.md's documented format (only its keys), with the given figures.
+    fn run(id: &str, system: &str, variant: &str, mode: &str, workers: u32, tp: f64) -> RunResult {
+        serde_json::from_value(serde_json::json!({
+            "benchmark_id": id,
+            "timestamp": "2026-11-27T10:00:00Z",
+            "configuration": {"system": system, "driver": "redis", "workers": workers,
+                "task_count": 2000, "scenario": "throughput", "mode": mode,
+                "variant": variant, "profile": "ci"},
+            "metrics": {"enqueue_time_seconds": 0.2, "processing_time_seconds": 2000.0 / tp,
+                "throughput_tasks_per_sec": tp, "latency_mean_ms": tp / 10.0,
+                "latency_p50_ms": tp / 10.0, "latency_p95_ms": tp / 5.0, "latency_p99_ms": tp / 2.0,
+                "memory_rss_mb": 80.0, "cpu_percent": 70.0},
+            "errors": [],
+            "environment": {"host": "h", "cpus": 2, "python": "3.13.0",
+                "versions": {}, "git_rev": "abc"}
+        }))
+        .unwrap()
+    }
+
+    fn reps(system: &str, variant: &str, mode: &str, workers: u32, base: f64) -> Vec<RunResult> {
+        (0..5)
+            .map(|i| {
+                let id = format!("{system}-{variant}-{mode}-r{i}");
+                run(&id, system, variant, mode, workers, base + 7.0 * i as f64)
+            })
+            .collect()
+    }
+
     #[test]
     fn variants_match_on_everything_but_the_pool() {
-        assert!(super::same_sizes("asyncio-c50", "threads-c50"));
-        assert!(!super::same_sizes("asyncio-c50", "threads-c10"));
-        assert!(super::same_sizes("asyncio-c20-n1000", "threads-c20-n1000"));
-        assert!(!super::same_sizes(
-            "asyncio-c20-n1000",
-            "threads-c20-n50000"
-        ));
+        assert!(same_sizes("asyncio-c50", "threads-c50"));
+        assert!(!same_sizes("asyncio-c50", "threads-c10"));
+        assert!(same_sizes("asyncio-c20-n1000", "threads-c20-n1000"));
+        assert!(!same_sizes("asyncio-c20-n1000", "threads-c20-n50000"));
+        assert!(same_sizes("asyncio-c10-at500", "threads-c10-at500"));
+        assert!(!same_sizes("asyncio-c10-at500", "threads-c10-at300"));
+        // A client or acks suffix is part of what is compared, not a size.
+        assert!(same_sizes("asyncio-aiohttp-c10", "threads-requests-c10"));
+    }
+
+    #[test]
+    fn validity_needs_exact_no_failed_and_no_errors() {
+        let good = run("a", "asynctasq", "asyncio-c10", "drain", 10, 1000.0);
+        assert_eq!(validity(&good), Ok(()));
+        let mut failed = good.clone();
+        failed.metrics.failed = 2;
+        // The old is_exact looked at lost and duplicated only: this run counted.
+        assert_eq!(validity(&failed), Err("2 failed".to_string()));
+        let mut checked = good.clone();
+        checked.errors = vec!["mock HTTP server answered 299 requests, expected 300".into()];
+        assert!(validity(&checked).unwrap_err().contains("299 requests"));
+        let mut lossy = good;
+        (lossy.metrics.lost, lossy.metrics.duplicated) = (1, 3);
+        assert_eq!(validity(&lossy), Err("1 lost, 3 duplicated".to_string()));
+    }
+
+    #[test]
+    fn invalid_runs_are_excluded_with_their_reason() {
+        let mut runs = reps("asynctasq", "asyncio-c10", "drain", 10, 1000.0);
+        runs[0].metrics.failed = 1;
+        runs[0].metrics.throughput_tasks_per_sec = Some(1e9);
+        runs[1].errors = vec!["configuration not verified: concurrency".into()];
+        let s = summarize(&runs);
+        let tp = s
+            .groups
+            .iter()
+            .find(|g| g.metric == "throughput_tasks_per_sec")
+            .unwrap();
+        assert_eq!(tp.n, 3, "two invalid runs left out");
+        assert!(
+            tp.max < 1e6,
+            "the failed run's figure is not in the statistics"
+        );
+        assert_eq!(tp.excluded.len(), 2);
+        let reasons: Vec<&str> = s.excluded.iter().map(|e| e.reason.as_str()).collect();
+        assert_eq!(
+            reasons,
+            [
+                "1 failed",
+                "errors: configuration not verified: concurrency"
+            ]
+        );
+    }
+
+    #[test]
+    fn only_like_configurations_are_paired() {
+        let mut runs = reps("asynctasq", "asyncio-c10", "drain", 10, 3000.0);
+        runs.extend(reps("celery", "threads-c10", "drain", 10, 800.0));
+        runs.extend(reps("celery", "prefork-c2", "drain", 2, 600.0));
+        runs.extend(reps("asynctasq", "asyncio-c10-at100", "paced", 10, 100.0));
+        runs.extend(reps("celery", "threads-c10-at300", "paced", 10, 300.0));
+        // Labels without sizes (the plan's format): the configuration's workers decide.
+        runs.extend(reps("asynctasq", "asyncio", "live", 10, 2000.0));
+        runs.extend(reps("celery", "threads", "live", 4, 700.0));
+        let s = summarize(&runs);
+        let pairs: std::collections::BTreeSet<(String, String)> = s
+            .comparisons
+            .iter()
+            .map(|c| (c.variant_a.clone(), c.variant_b.clone()))
+            .collect();
+        // Before: every pair on the same scenario, driver and mode (prefork-c2 against
+        // asyncio-c10, asyncio vs threads at other concurrencies, 100/s against 300/s paced).
+        assert_eq!(
+            pairs.into_iter().collect::<Vec<_>>(),
+            [("asyncio-c10".to_string(), "threads-c10".to_string())]
+        );
+    }
+
+    #[test]
+    fn latency_is_compared_in_paced_runs_only_and_cpu_names_no_winner() {
+        let mut runs = reps("asynctasq", "asyncio-c10", "drain", 10, 3000.0);
+        runs.extend(reps("celery", "threads-c10", "drain", 10, 800.0));
+        runs.extend(reps("asynctasq", "asyncio-c10-at300", "paced", 10, 300.0));
+        let mut celery_paced = reps("celery", "threads-c10-at300", "paced", 10, 300.0);
+        for r in &mut celery_paced {
+            r.metrics.latency_p99_ms *= 3.0;
+            r.metrics.cpu_percent = Some(90.0 + r.metrics.latency_p99_ms / 100.0);
+        }
+        runs.extend(celery_paced);
+        let s = summarize(&runs);
+        let metrics = |mode: &str| -> Vec<&str> {
+            s.comparisons
+                .iter()
+                .filter(|c| c.mode == mode)
+                .map(|c| c.metric.as_str())
+                .collect()
+        };
+        assert!(!metrics("drain").iter().any(|m| m.starts_with("latency")));
+        assert!(metrics("paced").contains(&"latency_p99_ms"));
+        let p99 = s
+            .comparisons
+            .iter()
+            .find(|c| c.mode == "paced" && c.metric == "latency_p99_ms")
+            .unwrap();
+        assert!(
+            p99.verdict
+                .starts_with("asynctasq asyncio-c10-at300 paced better than"),
+            "{}",
+            p99.verdict
+        );
+        let cpu = s
+            .comparisons
+            .iter()
+            .find(|c| c.mode == "paced" && c.metric == "cpu_percent")
+            .unwrap();
+        assert!(cpu.significant, "{cpu:?}");
+        assert!(
+            !cpu.verdict.contains("better") || cpu.verdict.contains("neither direction"),
+            "{}",
+            cpu.verdict
+        );
+    }
+
+    #[test]
+    fn holm_decides_significance_over_the_whole_summary() {
+        let mut runs = Vec::new();
+        // Welch p just under 0.05 for one pair; many unrelated pairs make the family large.
+        for (i, variant) in ["c1", "c2", "c3", "c4", "c5", "c6"].iter().enumerate() {
+            let workers = i as u32 + 1;
+            let a: Vec<RunResult> = [100.0, 104.0, 98.0, 103.0, 101.0]
+                .iter()
+                .enumerate()
+                .map(|(j, tp)| {
+                    run(
+                        &format!("a{variant}{j}"),
+                        "asynctasq",
+                        &format!("asyncio-{variant}"),
+                        "drain",
+                        workers,
+                        *tp,
+                    )
+                })
+                .collect();
+            let b: Vec<RunResult> = [104.0, 108.0, 102.0, 107.0, 106.0]
+                .iter()
+                .enumerate()
+                .map(|(j, tp)| {
+                    run(
+                        &format!("b{variant}{j}"),
+                        "celery",
+                        &format!("threads-{variant}"),
+                        "drain",
+                        workers,
+                        *tp,
+                    )
+                })
+                .collect();
+            runs.extend(a);
+            runs.extend(b);
+        }
+        let s = summarize(&runs);
+        let tp: Vec<&Comparison> = s
+            .comparisons
+            .iter()
+            .filter(|c| c.metric == "throughput_tasks_per_sec")
+            .collect();
+        assert_eq!(tp.len(), 6);
+        for c in &tp {
+            assert!(
+                c.welch_p < 0.05 && c.mann_whitney_p < 0.05,
+                "raw: significant {c:?}"
+            );
+            assert!(c.p_holm > c.welch_p);
+            assert_eq!(c.significant, c.p_holm < 0.05 && c.mann_whitney_p < 0.05);
+        }
+        // Without the correction each pair was "faster"; with it, none.
+        assert!(
+            tp.iter()
+                .all(|c| !c.significant && c.verdict.starts_with("no significant difference")),
+            "{tp:?}"
+        );
+    }
+
+    #[test]
+    fn the_noise_floor_is_the_median_cv_over_groups() {
+        let mut runs = reps("asynctasq", "asyncio-c10", "drain", 10, 1000.0);
+        runs.extend(reps("celery", "threads-c10", "drain", 10, 100.0));
+        let s = summarize(&runs);
+        let tp = s
+            .noise_floor
+            .iter()
+            .find(|n| n.metric == "throughput_tasks_per_sec")
+            .unwrap();
+        let cv = |g: &Group| g.stddev / g.mean;
+        let cvs: Vec<f64> = s
+            .groups
+            .iter()
+            .filter(|g| g.metric == "throughput_tasks_per_sec")
+            .map(cv)
+            .collect();
+        assert_eq!(tp.groups, 2);
+        assert!((tp.median_cv - (cvs[0] + cvs[1]) / 2.0).abs() < 1e-12);
+        assert!((tp.max_cv - cvs[0].max(cvs[1])).abs() < 1e-12);
     }
 }

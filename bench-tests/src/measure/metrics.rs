@@ -93,6 +93,8 @@ pub fn metrics(input: &MeasureInput) -> (Metrics, Histograms) {
         }
     };
     let usage = sampler::usage(input.samples, first_start, last_end);
+    let cpu_percent =
+        cpu_measured(input.samples, first_start, last_end).then_some(usage.cpu_percent);
     let pids: HashSet<u32> = records.iter().map(|r| r.pid).collect();
 
     let metrics = Metrics {
@@ -100,8 +102,12 @@ pub fn metrics(input: &MeasureInput) -> (Metrics, Histograms) {
         enqueue_rate_per_sec: rate(input.task_count, enqueue_time),
         processing_time_seconds: processing,
         processing_time_from_spawn_seconds: from_spawn,
-        throughput_tasks_per_sec: rate(completed, processing),
-        throughput_from_spawn_tasks_per_sec: rate(completed, from_spawn),
+        throughput_tasks_per_sec: is_rate(completed).then(|| rate(completed, processing)),
+        throughput_from_spawn_tasks_per_sec: if is_rate(completed) {
+            rate(completed, from_spawn)
+        } else {
+            f64::NAN
+        },
         latency_mean_ms: ms(exact_mean(|r| r.end_ns.saturating_sub(r.intended_ns))),
         latency_p50_ms: ms(h.end_to_end.value_at_quantile(0.50) as f64),
         latency_p95_ms: ms(h.end_to_end.value_at_quantile(0.95) as f64),
@@ -119,7 +125,7 @@ pub fn metrics(input: &MeasureInput) -> (Metrics, Histograms) {
         memory_rss_mb: usage.peak_rss_mb,
         memory_rss_steady_mb: usage.steady_rss_mb,
         worker_processes: usage.peak_processes,
-        cpu_percent: usage.cpu_percent,
+        cpu_percent,
         completed,
         lost: input.task_count.saturating_sub(completed),
         duplicated: tally.duplicates,
@@ -144,9 +150,27 @@ pub fn metrics(input: &MeasureInput) -> (Metrics, Histograms) {
         queue_depth_max: None,
         queue_depth_growth: None,
         by_kind: None,
+        records_unsent: tally.unsent,
+        memory_pss_mb: usage.peak_pss_mb,
         stress_steps: None,
     };
     (metrics, h)
+}
+
+/// A rate needs at least two completions: one task's "processing window" is its own
+/// service time, and tasks/s over it says nothing about throughput (cold start).
+fn is_rate(completed: u64) -> bool {
+    completed >= 2
+}
+
+/// CPU% over the window needs two samples inside it; the sampler's fallback to samples
+/// outside the window would report another period's CPU as this one's.
+fn cpu_measured(samples: &[Sample], from_ns: u64, to_ns: u64) -> bool {
+    samples
+        .iter()
+        .filter(|s| s.t_ns >= from_ns && s.t_ns <= to_ns)
+        .count()
+        >= 2
 }
 
 #[cfg(test)]
@@ -178,6 +202,7 @@ mod tests {
             repeats: vec![rec(2, 20, 2100, 2101)],
             foreign: 0,
             failed: 0,
+            unsent: 0,
         };
         let input = MeasureInput {
             mode: Mode::Drain,
@@ -203,7 +228,11 @@ mod tests {
             "4 tasks in 0.5 s"
         );
         assert!((m.processing_time_seconds - 1.003).abs() < 1e-9);
-        assert!((m.throughput_tasks_per_sec - 3.0 / 1.003).abs() < 1e-9);
+        assert!((m.throughput_tasks_per_sec.unwrap() - 3.0 / 1.003).abs() < 1e-9);
+        assert_eq!(
+            m.cpu_percent, None,
+            "no sample inside the window: not measured"
+        );
         assert!((m.processing_time_from_spawn_seconds - 1.503).abs() < 1e-9);
         // end-to-end: 1001, 1492, 1983 ms
         assert!((m.latency_mean_ms - (1001.0 + 1492.0 + 1983.0) / 3.0).abs() < 1e-6);
@@ -217,5 +246,69 @@ mod tests {
         assert_eq!(h.end_to_end.len(), 3);
         assert_eq!(m.task_pids, 1);
         assert_eq!(m.latency_kind, "queueing-artefact-drain");
+    }
+
+    fn sample(t_ms: u64, cpu_seconds: f64) -> Sample {
+        Sample {
+            t_ns: t_ms * 1_000_000,
+            processes: 1,
+            rss_bytes: 50 << 20,
+            pss_bytes: None,
+            cpu_seconds,
+        }
+    }
+
+    fn one_task_input<'a>(tally: &'a Tally, samples: &'a [Sample]) -> MeasureInput<'a> {
+        MeasureInput {
+            mode: Mode::Drain,
+            task_count: tally.records.len() as u64,
+            tally,
+            producer: ProducerWindow {
+                enqueue_start_ns: 0,
+                enqueue_end_ns: 1_000_000,
+                rate: None,
+                lateness_p50_ms: None,
+                lateness_p99_ms: None,
+                lateness_max_ms: None,
+            },
+            worker_spawn_ns: 0,
+            samples,
+        }
+    }
+
+    #[test]
+    fn a_one_task_run_reports_no_rate_and_a_short_window_no_cpu() {
+        let tally = Tally {
+            records: vec![rec(0, 0, 1000, 1001)],
+            duplicates: 0,
+            repeats: vec![],
+            foreign: 0,
+            failed: 0,
+            unsent: 0,
+        };
+        // Samples before and after the 1 ms window only: the old fallback used them.
+        let samples = [sample(500, 0.1), sample(2000, 0.9)];
+        let (m, _) = metrics(&one_task_input(&tally, &samples));
+        assert_eq!(m.throughput_tasks_per_sec, None, "one task is not a rate");
+        assert!(m.throughput_from_spawn_tasks_per_sec.is_nan());
+        assert_eq!(m.cpu_percent, None, "fewer than two samples in the window");
+        let json = serde_json::to_value(&m).unwrap();
+        assert!(json["throughput_tasks_per_sec"].is_null() && json["cpu_percent"].is_null());
+    }
+
+    #[test]
+    fn cpu_is_measured_with_two_samples_in_the_window() {
+        let tally = Tally {
+            records: vec![rec(0, 0, 1000, 1500), rec(1, 0, 1000, 3000)],
+            duplicates: 0,
+            repeats: vec![],
+            foreign: 0,
+            failed: 0,
+            unsent: 0,
+        };
+        let samples = [sample(1000, 1.0), sample(3000, 2.0)];
+        let (m, _) = metrics(&one_task_input(&tally, &samples));
+        assert!((m.cpu_percent.unwrap() - 50.0).abs() < 1e-9);
+        assert!((m.throughput_tasks_per_sec.unwrap() - 1.0).abs() < 1e-9);
     }
 }

@@ -1,4 +1,4 @@
-//! Samples the worker process groups (RSS and CPU time, from procfs) on a fixed interval.
+//! Samples the worker process groups (RSS, PSS and CPU time, from procfs) on a fixed interval.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -15,6 +15,10 @@ pub struct Sample {
     pub rss_bytes: u64,
     /// utime + stime of the live processes, in seconds.
     pub cpu_seconds: f64,
+    /// Sum of the processes' PSS: each shared page split between the processes mapping it,
+    /// so a prefork pool's copy-on-write pages count once, not once per child (which the sum
+    /// of RSS does). None if a live process's smaps_rollup could not be read.
+    pub pss_bytes: Option<u64>,
 }
 
 /// Samples every `interval` until stopped.
@@ -74,6 +78,7 @@ pub fn sample_groups(pgids: &[i32]) -> Option<Sample> {
         processes: 0,
         rss_bytes: 0,
         cpu_seconds: 0.0,
+        pss_bytes: Some(0),
     };
     for process in procfs::process::all_processes().ok()?.flatten() {
         let Ok(stat) = process.stat() else { continue };
@@ -84,15 +89,32 @@ pub fn sample_groups(pgids: &[i32]) -> Option<Sample> {
             // CPU time would otherwise vanish from the tree when they exit.
             let reaped = (stat.cutime + stat.cstime).max(0) as u64;
             sample.cpu_seconds += (stat.utime + stat.stime + reaped) as f64 / ticks;
+            let pss = pss_bytes(process.pid);
+            sample.pss_bytes = sample.pss_bytes.zip(pss).map(|(sum, pss)| sum + pss);
         }
     }
     (sample.processes > 0).then_some(sample)
+}
+
+/// A process's proportional set size, from the `Pss:` line of /proc/<pid>/smaps_rollup (kB).
+pub fn pss_bytes(pid: i32) -> Option<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).ok()?;
+    parse_pss_kb(&text).map(|kb| kb * 1024)
+}
+
+fn parse_pss_kb(smaps_rollup: &str) -> Option<u64> {
+    smaps_rollup.lines().find_map(|line| {
+        let rest = line.strip_prefix("Pss:")?;
+        rest.trim().strip_suffix("kB")?.trim().parse().ok()
+    })
 }
 
 /// Summary of samples inside a time window [from_ns, to_ns].
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Usage {
     pub peak_rss_mb: f64,
+    /// Peak PSS over the same samples as `peak_rss_mb` (None: no sample had it).
+    pub peak_pss_mb: Option<f64>,
     /// Median RSS over the second half of the window: memory once the pool is warm.
     pub steady_rss_mb: f64,
     /// CPU time over wall time in the window; 100 = one core busy.
@@ -116,6 +138,7 @@ pub fn usage(samples: &[Sample], from_ns: u64, to_ns: u64) -> Usage {
     };
     let mb = |b: u64| b as f64 / (1024.0 * 1024.0);
     let peak = window.iter().map(|s| s.rss_bytes).max().unwrap_or(0);
+    let peak_pss = window.iter().filter_map(|s| s.pss_bytes).max();
     let mut second_half: Vec<u64> = window[window.len() / 2..]
         .iter()
         .map(|s| s.rss_bytes)
@@ -135,6 +158,7 @@ pub fn usage(samples: &[Sample], from_ns: u64, to_ns: u64) -> Usage {
     Usage {
         rss_growth_mb: growth,
         peak_rss_mb: mb(peak),
+        peak_pss_mb: peak_pss.map(mb),
         steady_rss_mb: mb(steady),
         cpu_percent,
         peak_processes: window.iter().map(|s| s.processes).max().unwrap_or(0),
@@ -152,6 +176,19 @@ mod tests {
         let sample = sample_groups(&[pgid]).expect("this test runs in a live group");
         assert!(sample.processes >= 1);
         assert!(sample.rss_bytes > 0);
+        let pss = sample.pss_bytes.expect("smaps_rollup is readable");
+        assert!(
+            pss > 0 && pss <= sample.rss_bytes,
+            "{pss} of {}",
+            sample.rss_bytes
+        );
+    }
+
+    #[test]
+    fn reads_the_pss_line_not_rss() {
+        let rollup = "55d0-7ffd ---p 00000000 00:00 0  [rollup]\nRss:  9000 kB\nPss:  1234 kB\nPss_Anon:  1000 kB\n";
+        assert_eq!(parse_pss_kb(rollup), Some(1234));
+        assert_eq!(parse_pss_kb("Rss: 1 kB\n"), None);
     }
 
     #[test]
@@ -161,6 +198,7 @@ mod tests {
             processes: 1,
             rss_bytes: rss_mb << 20,
             cpu_seconds: cpu,
+            pss_bytes: Some((rss_mb / 2) << 20),
         };
         let samples = [
             s(0, 10, 0.0),
@@ -171,6 +209,11 @@ mod tests {
         ];
         let u = usage(&samples, 0, 3_000_000_000);
         assert_eq!(u.peak_rss_mb, 40.0);
+        assert_eq!(
+            u.peak_pss_mb,
+            Some(20.0),
+            "the peak inside the window, as RSS"
+        );
         assert_eq!(u.steady_rss_mb, 40.0);
         assert!((u.cpu_percent - 50.0).abs() < 1e-9);
     }

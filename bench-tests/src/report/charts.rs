@@ -8,7 +8,7 @@
 //! Conventions shared by every chart:
 //! - 900x500 px, white background, title drawn at the top.
 //! - Non-finite values (NaN, ±inf) are skipped; a bar or box without a finite value keeps its
-//!   slot and its label and shows "n/a".
+//!   slot and its label and shows "–" (the statistic does not exist).
 //! - Empty input (or no finite value at all in a line chart) gives a valid SVG saying "no data".
 //! - Every bar, box and series label appears whole, as one SVG `<text>` element, so a caller can
 //!   check that the expected series are present. Category labels are written horizontally when
@@ -22,9 +22,12 @@ use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 /// One vertical bar with its 95% confidence interval.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct Bar {
     pub label: String,
+    /// What sets the bar's colour (the system): bars with the same key share a colour, and
+    /// each key gets one legend entry. Empty: the default colour, no legend.
+    pub key: String,
     pub value: f64,
     pub ci_low: f64,
     pub ci_high: f64,
@@ -109,9 +112,14 @@ pub fn bars_with_ci(title: &str, y_label: &str, bars: &[Bar]) -> Result<String> 
     };
     let y_bottom = if lo < 0.0 { lo - span * 0.05 } else { 0.0 };
     let labels: Vec<&str> = bars.iter().map(|b| b.label.as_str()).collect();
+    let keys = colour_keys(bars);
 
     render(|root| {
-        let plot = CategoryPlot::new(title, None, &labels);
+        let mut plot = CategoryPlot::new(title, None, &labels);
+        if !keys.is_empty() {
+            plot.top = header_height(true);
+            draw_key_row(root, &keys)?;
+        }
         let mut chart = plot.build(
             root,
             y_label,
@@ -130,14 +138,18 @@ pub fn bars_with_ci(title: &str, y_label: &str, bars: &[Bar]) -> Result<String> 
             let x = i as f64;
             if !bar.value.is_finite() {
                 chart.draw_series(std::iter::once(
-                    EmptyElement::at((x, 0.0)) + Text::new("n/a", (0, -4), na_style.clone()),
+                    EmptyElement::at((x, 0.0)) + Text::new("–", (0, -4), na_style.clone()),
                 ))?;
                 continue;
             }
             let (top, bottom) = (bar.value.max(0.0), bar.value.min(0.0));
+            let colour = keys
+                .iter()
+                .find(|(k, _)| *k == bar.key)
+                .map_or(BAR_COLOR, |(_, c)| *c);
             chart.draw_series(std::iter::once(Rectangle::new(
                 [(x - half, top), (x + half, bottom)],
-                BAR_COLOR.filled(),
+                colour.filled(),
             )))?;
             let mut label_at = bar.value;
             if bar.ci_low.is_finite() && bar.ci_high.is_finite() {
@@ -159,6 +171,48 @@ pub fn bars_with_ci(title: &str, y_label: &str, bars: &[Bar]) -> Result<String> 
         }
         Ok(())
     })
+}
+
+/// The distinct non-empty colour keys of the bars, in order of first appearance, each with
+/// its palette colour.
+fn colour_keys(bars: &[Bar]) -> Vec<(&str, RGBColor)> {
+    let mut keys: Vec<&str> = Vec::new();
+    for bar in bars.iter().filter(|b| !b.key.is_empty()) {
+        if !keys.contains(&bar.key.as_str()) {
+            keys.push(&bar.key);
+        }
+    }
+    keys.into_iter()
+        .enumerate()
+        .map(|(i, k)| (k, series_color(i)))
+        .collect()
+}
+
+/// A legend row under the title: a colour swatch and the key, centred.
+fn draw_key_row(root: &Area, keys: &[(&str, RGBColor)]) -> Result<()> {
+    let swatch = 12;
+    let gap = 18.0;
+    let widths: Vec<f64> = keys
+        .iter()
+        .map(|(k, _)| swatch as f64 + 6.0 + text_width(k, SUBTITLE_SIZE))
+        .collect();
+    let total = widths.iter().sum::<f64>() + gap * (keys.len().saturating_sub(1)) as f64;
+    let mut x = (WIDTH as f64 - total) / 2.0;
+    let y = 40;
+    for ((key, colour), width) in keys.iter().zip(widths) {
+        let x0 = x as i32;
+        root.draw(&Rectangle::new(
+            [(x0, y), (x0 + swatch, y + swatch)],
+            colour.filled(),
+        ))?;
+        root.draw(&Text::new(
+            key.to_string(),
+            (x0 + swatch + 6, y + swatch / 2),
+            text_style(SUBTITLE_SIZE, &INK, Pos::new(HPos::Left, VPos::Center)),
+        ))?;
+        x += width + gap;
+    }
+    Ok(())
 }
 
 /// One box per label: box from p50 to p95, whisker to p99, a dot at max; log-scale y if
@@ -386,7 +440,7 @@ fn draw_boxes<Y: Ranged<ValueType = f64>>(
         }
         if !(p50 || p95 || p99 || max) {
             chart.draw_series(std::iter::once(
-                EmptyElement::at((x, floor)) + Text::new("n/a", (0, -4), na_style.clone()),
+                EmptyElement::at((x, floor)) + Text::new("–", (0, -4), na_style.clone()),
             ))?;
         }
     }
@@ -852,7 +906,7 @@ fn fmt_num(v: f64) -> String {
         }
     }
     if !v.is_finite() {
-        return "n/a".to_string();
+        return "–".to_string();
     }
     let a = v.abs();
     let s = if a >= 1e6 {
@@ -968,12 +1022,39 @@ mod tests {
                         variants[(i / 2) % 3],
                         modes[(i / 6) % 2]
                     ),
+                    key: String::new(),
                     value,
                     ci_low: value * 0.93,
                     ci_high: value * 1.06,
                 }
             })
             .collect()
+    }
+
+    #[test]
+    fn bars_are_coloured_by_their_key_with_one_legend_entry_each() {
+        let bar = |label: &str, key: &str| Bar {
+            label: label.into(),
+            key: key.into(),
+            value: 10.0,
+            ci_low: 9.0,
+            ci_high: 11.0,
+        };
+        let bars = [
+            bar("asynctasq asyncio-c10", "asynctasq"),
+            bar("celery threads-c10", "celery"),
+            bar("celery prefork-c2", "celery"),
+        ];
+        let svg = bars_with_ci("t", "y", &bars).unwrap();
+        assert_well_formed(&svg);
+        let fill = |c: RGBColor| format!("fill=\"#{:02X}{:02X}{:02X}\"", c.0, c.1, c.2);
+        // Before, every bar had BAR_COLOR and there was no legend.
+        assert!(!svg.contains(&fill(BAR_COLOR)), "{svg}");
+        // Each colour: its bars plus one legend swatch.
+        assert_eq!(count(&svg, &fill(PALETTE[0])), 1 + 1);
+        assert_eq!(count(&svg, &fill(PALETTE[1])), 2 + 1);
+        assert_eq!(texts(&svg, "asynctasq"), 1);
+        assert_eq!(texts(&svg, "celery"), 1);
     }
 
     fn sample_boxes() -> Vec<LatencyBox> {
@@ -1060,6 +1141,7 @@ mod tests {
                 value: 1.0,
                 ci_low: 0.9,
                 ci_high: 1.1,
+                key: String::new(),
             })
             .collect();
         let svg = bars_with_ci("t", "y", &short).unwrap();
@@ -1081,7 +1163,7 @@ mod tests {
         let svg = bars_with_ci("t", "y", &bars).unwrap();
         assert_well_formed(&svg);
         assert_eq!(count(&svg, "<rect"), 2 + 1);
-        assert_eq!(texts(&svg, "n/a"), 2);
+        assert_eq!(texts(&svg, "–"), 2);
         for b in &bars {
             assert!(svg.contains(&b.label));
         }
@@ -1095,18 +1177,21 @@ mod tests {
             value: f64::NAN,
             ci_low: f64::NAN,
             ci_high: f64::NAN,
+            key: String::new(),
         };
         let zero = Bar {
             label: "zero".into(),
             value: 0.0,
             ci_low: 0.0,
             ci_high: 0.0,
+            key: String::new(),
         };
         let negative = Bar {
             label: "negative".into(),
             value: -5.0,
             ci_low: -6.0,
             ci_high: -4.0,
+            key: String::new(),
         };
         for bars in [
             vec![nan("a"), nan("b")],
@@ -1128,7 +1213,7 @@ mod tests {
         }];
         let svg = latency_boxes("t", "ms", &boxes).unwrap();
         assert_well_formed(&svg);
-        assert!(svg.contains("nothing") && texts(&svg, "n/a") == 1);
+        assert!(svg.contains("nothing") && texts(&svg, "–") == 1);
         let single = [Series {
             name: "one point".into(),
             points: vec![(3.0, 7.0)],
@@ -1150,6 +1235,7 @@ mod tests {
             value: 1000.0,
             ci_low: 990.0,
             ci_high: 1010.0,
+            key: String::new(),
         }];
         let svg = bars_with_ci("t", "y", &bars).unwrap();
         assert_eq!(texts(&svg, "0"), 1, "no 0 tick");
@@ -1162,6 +1248,7 @@ mod tests {
             value: 1.0,
             ci_low: 1.0,
             ci_high: 1.0,
+            key: String::new(),
         }];
         let svg = bars_with_ci("x & y", "n < 3", &bars).unwrap();
         assert_well_formed(&svg);
@@ -1316,7 +1403,7 @@ mod tests {
         assert_eq!(fmt_num(1276.0), "1276");
         assert_eq!(fmt_num(12_500.0), "12.5k");
         assert_eq!(fmt_num(2_000_000.0), "2M");
-        assert_eq!(fmt_num(f64::NAN), "n/a");
+        assert_eq!(fmt_num(f64::NAN), "–");
     }
 
     /// Writes one example of each chart to `$CHARTS_EXAMPLE_DIR` (default /tmp/charts-example)

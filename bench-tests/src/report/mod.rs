@@ -4,6 +4,7 @@
 
 pub mod charts;
 pub mod output;
+pub mod readme;
 pub mod table;
 
 use std::collections::BTreeMap;
@@ -38,6 +39,24 @@ pub struct SummaryFile {
     /// Automatic rate searches: probes and the highest sustainable rate per system.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub sweeps: Vec<crate::run::sweep::SweepOutcome>,
+    /// Runs left out of the statistics, each with its reason (`summary::validity`).
+    #[serde(default)]
+    pub excluded: Vec<summary::Excluded>,
+    /// The machine's run-to-run spread per metric (coefficient of variation over
+    /// repetitions, median and largest across groups).
+    #[serde(default)]
+    pub noise_floor: Vec<summary::NoiseFloor>,
+}
+
+impl SummaryFile {
+    /// The statistics part, for lookups by group.
+    fn summary(&self) -> Summary {
+        Summary {
+            groups: self.groups.clone(),
+            comparisons: self.comparisons.clone(),
+            ..Summary::default()
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -58,6 +77,29 @@ pub struct CeilingSummary {
 /// The `summary.json` a directory already has, if readable.
 pub fn read_summary(dir: &Path) -> Option<SummaryFile> {
     serde_json::from_str(&std::fs::read_to_string(dir.join("summary.json")).ok()?).ok()
+}
+
+/// What only the bench that wrote a directory knows (its order seed and failed runs), from
+/// its `summary.json`. Read field by field: statistics that do not exist are written as
+/// `null` and would make the whole file unreadable as a [`SummaryFile`].
+pub fn bench_facts(dir: &Path) -> (Option<u64>, Vec<String>) {
+    let value: Option<serde_json::Value> = std::fs::read_to_string(dir.join("summary.json"))
+        .ok()
+        .and_then(|text| serde_json::from_str(&text).ok());
+    let Some(value) = value else {
+        return (None, Vec::new());
+    };
+    let seed = value.get("order_seed").and_then(serde_json::Value::as_u64);
+    let failures = value
+        .get("failures")
+        .and_then(serde_json::Value::as_array)
+        .map(|list| {
+            list.iter()
+                .filter_map(|f| f.as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default();
+    (seed, failures)
 }
 
 /// Reads `dir/sweeps/*.json` (none when the paced rates were given, not searched).
@@ -204,6 +246,8 @@ pub fn write(
         failures: failures.to_vec(),
         stress: crate::workloads::stress::ramps(results),
         sweeps: load_sweeps(dir)?,
+        excluded: summary.excluded.clone(),
+        noise_floor: summary.noise_floor.clone(),
     };
     std::fs::create_dir_all(dir.join("charts"))?;
     let chart_files = charts(results, &summary)?;
@@ -241,7 +285,7 @@ fn mean_of<'a>(summary: &'a Summary, key: &GroupKey, metric: &str) -> Option<&'a
 
 /// The charts of a run directory: (file name, SVG).
 pub fn charts(results: &[RunResult], summary: &Summary) -> Result<Vec<(String, String)>> {
-    let groups = summary::grouped(results);
+    let groups = summary::grouped_valid(results);
     let mut by_place: BTreeMap<String, Vec<&GroupKey>> = BTreeMap::new();
     for key in groups.keys() {
         by_place.entry(place(key)).or_default().push(key);
@@ -249,26 +293,41 @@ pub fn charts(results: &[RunResult], summary: &Summary) -> Result<Vec<(String, S
     let mut out = Vec::new();
     for (place, keys) in &by_place {
         let place_title = place.replacen('-', " on ", 1);
-        let bars: Vec<Bar> = keys
-            .iter()
-            .filter_map(|k| mean_of(summary, k, "throughput_tasks_per_sec"))
-            .map(|g| Bar {
-                label: format!("{} {} {}", g.system, g.variant, g.mode),
-                value: g.mean,
-                ci_low: g.ci95_low,
-                ci_high: g.ci95_high,
-            })
-            .collect();
-        out.push((
-            format!("throughput-{place}.svg"),
-            charts::bars_with_ci(
-                &format!("Throughput, {place_title} (mean, 95% CI)"),
-                "tasks/s",
-                &bars,
-            )?,
-        ));
+        // One chart per mode: a paced run's throughput is its offered rate, not a capacity,
+        // and does not belong beside a drain.
+        let mut modes: Vec<&str> = keys.iter().map(|k| k.mode.as_str()).collect();
+        modes.dedup();
+        modes.sort();
+        modes.dedup();
+        for mode in modes {
+            let bars: Vec<Bar> = keys
+                .iter()
+                .filter(|k| k.mode == mode)
+                .filter_map(|k| mean_of(summary, k, "throughput_tasks_per_sec"))
+                .map(|g| Bar {
+                    label: format!("{} {} {}", g.system, g.variant, g.mode),
+                    key: g.system.clone(),
+                    value: g.mean,
+                    ci_low: g.ci95_low,
+                    ci_high: g.ci95_high,
+                })
+                .collect();
+            if bars.is_empty() {
+                continue;
+            }
+            out.push((
+                format!("throughput-{mode}-{place}.svg"),
+                charts::bars_with_ci(
+                    &format!("Throughput, {place_title}, {mode} (mean, 95% CI)"),
+                    "tasks/s",
+                    &bars,
+                )?,
+            ));
+        }
+        // Latency only where it is the system's: paced (open-loop) runs.
         let boxes: Vec<LatencyBox> = keys
             .iter()
+            .filter(|k| k.mode == "paced")
             .filter_map(|k| {
                 let m = |metric| mean_of(summary, k, metric).map(|g| g.median);
                 let max = groups[*k]
@@ -284,16 +343,16 @@ pub fn charts(results: &[RunResult], summary: &Summary) -> Result<Vec<(String, S
                 })
             })
             .collect();
-        out.push((
-            format!("latency-{place}.svg"),
-            charts::latency_boxes(
-                &format!(
-                    "End-to-end latency, {place_title} (median run; drain/live: queueing artefact)"
-                ),
-                "ms",
-                &boxes,
-            )?,
-        ));
+        if !boxes.is_empty() {
+            out.push((
+                format!("latency-{place}.svg"),
+                charts::latency_boxes(
+                    &format!("End-to-end latency, {place_title}, paced runs (median run)"),
+                    "ms",
+                    &boxes,
+                )?,
+            ));
+        }
         // Memory over time: each group's first measured run, from worker spawn.
         let rss: Vec<Series> = keys
             .iter()
@@ -488,48 +547,83 @@ pub fn charts(results: &[RunResult], summary: &Summary) -> Result<Vec<(String, S
     Ok(out)
 }
 
+/// A number, or "–" where the statistic does not exist.
+fn num(x: f64, digits: usize) -> String {
+    if x.is_finite() {
+        format!("{x:.digits$}")
+    } else {
+        DASH.to_string()
+    }
+}
+
+/// What a report writes where a statistic does not exist or was not measured.
+const DASH: &str = "–";
+
+fn or_dash(text: &str) -> &str {
+    if text.is_empty() {
+        DASH
+    } else {
+        text
+    }
+}
+
 fn fmt_p(p: f64) -> String {
-    if p < 0.001 {
+    if p.is_nan() {
+        DASH.into()
+    } else if p < 0.001 {
         "<0.001".into()
     } else {
         format!("{p:.3}")
     }
 }
 
-fn fmt_ci_digits(g: &Group, digits: usize) -> String {
-    if g.n < 2 {
-        format!("{:.digits$}", g.mean)
-    } else {
+/// Mean and 95% CI ("–" for a metric not measured; the mean alone with one run).
+fn fmt_ci_digits(g: Option<&Group>, digits: usize) -> String {
+    match g {
+        None => DASH.into(),
+        Some(g) if g.n < 2 || !(g.ci95_low.is_finite() && g.ci95_high.is_finite()) => {
+            num(g.mean, digits)
+        }
+        Some(g) => format!(
+            "{} [{}, {}]",
+            num(g.mean, digits),
+            num(g.ci95_low, digits),
+            num(g.ci95_high, digits)
+        ),
+    }
+}
+
+fn fmt_ci(g: Option<&Group>) -> String {
+    fmt_ci_digits(g, 1)
+}
+
+/// A ratio and its CI, or "–".
+fn fmt_ratio(c: &summary::Comparison) -> String {
+    if !c.ratio.is_finite() {
+        return DASH.into();
+    }
+    if c.ratio_ci95_low.is_finite() && c.ratio_ci95_high.is_finite() {
         format!(
-            "{:.digits$} [{:.digits$}, {:.digits$}]",
-            g.mean, g.ci95_low, g.ci95_high
+            "{:.2} [{:.2}, {:.2}]",
+            c.ratio, c.ratio_ci95_low, c.ratio_ci95_high
         )
-    }
-}
-
-fn fmt_ci(g: &Group) -> String {
-    if g.n < 2 {
-        format!("{:.1}", g.mean)
     } else {
-        format!("{:.1} [{:.1}, {:.1}]", g.mean, g.ci95_low, g.ci95_high)
+        format!("{:.2}", c.ratio)
     }
 }
 
-/// Whether a comparison belongs in the executive summary: between systems at the same
-/// concurrency (and stress step), or between each system's standard pools (throughput, drivers). Paced pairs
-/// differ in rate and are read from the latency-vs-rate chart instead.
+/// Whether a comparison belongs in the executive summary: every comparison is like for
+/// like now; paced throughput is the offered rate (read latency there instead), and cold
+/// start compares time to first task in its own table.
 fn headline(c: &summary::Comparison) -> bool {
-    // Cold start compares time to first task, in its own table, not throughput.
-    c.mode != "paced"
-        && c.scenario != "coldstart"
-        && (matches!(c.scenario.as_str(), "throughput" | "drivers")
-            || summary::same_sizes(&c.variant_a, &c.variant_b))
+    c.mode != "paced" && c.scenario != "coldstart"
 }
 
 /// The Markdown report.
 pub fn markdown(results: &[RunResult], file: &SummaryFile, chart_names: &[String]) -> String {
     let mut md = String::new();
     let groups = summary::grouped(results);
+    let stats = file.summary();
     let env = results.first().map(|r| &r.environment);
     let _ = writeln!(md, "# tasq-bench report `{}`\n", file.run_id);
 
@@ -549,29 +643,39 @@ pub fn markdown(results: &[RunResult], file: &SummaryFile, chart_names: &[String
     let count = |s: &str| file.criteria.iter().filter(|v| v.status == s).count();
     let _ = writeln!(
         md,
-        "- Criteria: {} pass, {} fail, {} not measured (table below).",
-        count("pass"),
-        count("fail"),
-        count("not-measured")
+        "- Criteria: {} pass, {} fail, {} inconclusive (95% CI across the threshold), {} too few runs, {} not measured (table below).",
+        count(criteria::PASS),
+        count(criteria::FAIL),
+        count(criteria::INCONCLUSIVE),
+        count(criteria::TOO_FEW_RUNS),
+        count(criteria::NOT_MEASURED)
     );
-    let inexact: Vec<&RunResult> = results
-        .iter()
-        .filter(|r| r.metrics.lost > 0 || r.metrics.duplicated > 0)
-        .collect();
-    if inexact.is_empty() {
+    if file.excluded.is_empty() {
         let _ = writeln!(
             md,
-            "- Every run completed every task exactly once ({} runs).",
+            "- Every run was valid: every task completed exactly once, none failed, every workload check and configuration check passed ({} runs).",
             results.len()
         );
     } else {
-        for r in &inexact {
-            let _ = writeln!(
-                md,
-                "- **{}**: {} lost, {} duplicated — excluded from statistics.",
-                r.benchmark_id, r.metrics.lost, r.metrics.duplicated
-            );
-        }
+        let _ = writeln!(
+            md,
+            "- **{} of {} runs excluded** from the statistics as invalid (reasons under \"Excluded runs\").",
+            file.excluded.len(),
+            results.len()
+        );
+    }
+    if let Some(noise) = file
+        .noise_floor
+        .iter()
+        .find(|n| n.metric == "throughput_tasks_per_sec")
+    {
+        let _ = writeln!(
+            md,
+            "- Noise floor: throughput varies by {:.1}% run to run (median coefficient of variation over {} groups; largest {:.1}%).",
+            noise.median_cv * 100.0,
+            noise.groups,
+            noise.max_cv * 100.0
+        );
     }
     if !file.failures.is_empty() {
         let _ = writeln!(
@@ -583,14 +687,22 @@ pub fn markdown(results: &[RunResult], file: &SummaryFile, chart_names: &[String
 
     let _ = writeln!(md, "\n## Method\n");
     if let Some(env) = env {
-        let version = |p: &str| env.versions.get(p).map_or("?", String::as_str);
+        let version = |p: &str| env.versions.get(p).map_or(DASH, String::as_str);
         let _ = writeln!(md, "| | |\n|---|---|");
         let _ = writeln!(
             md,
             "| host | {} ({} CPUs, {} GB, {}) |",
-            env.host, env.cpus, env.memory_gb, env.os
+            env.host,
+            env.cpus,
+            num(env.memory_gb, 1),
+            or_dash(&env.os)
         );
-        let _ = writeln!(md, "| Python | {} ({}) |", env.python, env.python_source);
+        let _ = writeln!(
+            md,
+            "| Python | {} ({}) |",
+            env.python,
+            or_dash(&env.python_source)
+        );
         let _ = writeln!(
             md,
             "| packages | asynctasq {}, celery {}, kombu {}, redis-py {} |",
@@ -602,7 +714,8 @@ pub fn markdown(results: &[RunResult], file: &SummaryFile, chart_names: &[String
         let _ = writeln!(
             md,
             "| harness | tasq-bench {} at {} |",
-            env.harness_version, env.git_rev
+            or_dash(&env.harness_version),
+            env.git_rev
         );
     }
     let mut brokers: BTreeMap<&str, String> = BTreeMap::new();
@@ -610,7 +723,8 @@ pub fn markdown(results: &[RunResult], file: &SummaryFile, chart_names: &[String
         brokers.entry(&r.configuration.driver).or_insert_with(|| {
             format!(
                 "{} ({})",
-                r.environment.broker_version, r.configuration.broker_source
+                or_dash(&r.environment.broker_version),
+                or_dash(&r.configuration.broker_source)
             )
         });
     }
@@ -632,12 +746,22 @@ pub fn markdown(results: &[RunResult], file: &SummaryFile, chart_names: &[String
     let _ = writeln!(
         md,
         "\nStatistics over repetitions: mean with a 95% confidence interval (Student t), median, Tukey fences \
-         (1.5 IQR) flag outliers, which stay in the data. Systems are compared by the ratio of medians with a \
-         seeded bootstrap 95% CI ({} resamples), Welch's t-test, Mann-Whitney U and Cohen's d; a difference is \
-         called significant when both p-values are below 0.05. Latency is measured from each task's intended \
-         enqueue time to its end; in drain and unpaced live runs it is a queueing artefact, not the system's latency.",
-        summary::BOOTSTRAP_RESAMPLES
+         (1.5 IQR) flag outliers, which stay in the data. Only valid runs count: exact (no task lost or duplicated), \
+         no failed task, every workload and configuration check passed; the others are listed under \"Excluded runs\". \
+         Like configurations only (same scenario, broker, mode, concurrency, rate and size) are compared, by the ratio of \
+         medians with a seeded bootstrap 95% CI ({} resamples), Welch's t-test, Mann-Whitney U and Cohen's d; a \
+         difference is called significant when Welch's p after Holm's correction over every comparison of this report ({} here) \
+         and Mann-Whitney's p are both below 0.05 (a verdict's p is the larger of the two). When the run counts cannot reach p < 0.05 at all (e.g. 3 vs 3) \
+         the verdict is \"cannot tell\". CPU% has no better direction (less CPU is cheaper, more is a pool using the \
+         cores): its comparisons state the ratio only. A criterion passes only when its whole 95% CI lies on the passing \
+         side of the threshold, fails only when the whole CI lies on the other side, and is otherwise inconclusive; \
+         with one run it is \"too few runs\". Latency is measured from each task's intended enqueue time to its end; \
+         only paced (open-loop) runs give the system's latency, so only they are compared, judged and charted; in drain \
+         and unpaced live runs it is a queueing artefact and is shown marked as such.",
+        summary::BOOTSTRAP_RESAMPLES,
+        file.comparisons.len()
     );
+    noise_section(&mut md, &file.noise_floor);
 
     // One section per scenario and driver.
     let mut places: BTreeMap<(String, String), Vec<&GroupKey>> = BTreeMap::new();
@@ -661,64 +785,55 @@ pub fn markdown(results: &[RunResult], file: &SummaryFile, chart_names: &[String
         }
         if scenario == "coldstart" {
             let _ = writeln!(md, "| system | variant | n | worker spawn to first task done, s (95% CI) | RSS MB |\n|---|---|---|---|---|");
-            let all = Summary {
-                groups: file.groups.clone(),
-                comparisons: vec![],
-            };
             for k in keys {
-                if let (Some(t), Some(rss)) = (
-                    mean_of(&all, k, "processing_time_from_spawn_seconds"),
-                    mean_of(&all, k, "memory_rss_mb"),
-                ) {
+                if let Some(t) = mean_of(&stats, k, "processing_time_from_spawn_seconds") {
+                    let rss = mean_of(&stats, k, "memory_rss_mb").map_or(f64::NAN, |g| g.median);
                     let _ = writeln!(
                         md,
-                        "| {} | {} | {} | {} | {:.1} |",
+                        "| {} | {} | {} | {} | {} |",
                         k.system,
                         k.variant,
                         t.n,
-                        fmt_ci_digits(t, 3),
-                        rss.median
+                        fmt_ci_digits(Some(t), 3),
+                        num(rss, 1)
                     );
                 }
             }
             continue;
         }
-        let _ = writeln!(md, "| system | variant | mode | n | tasks/s (95% CI) | enqueue/s (95% CI) | p50 ms | p99 ms | RSS MB | CPU % | outliers |");
-        let _ = writeln!(md, "|---|---|---|---|---|---|---|---|---|---|---|");
+        let _ = writeln!(md, "| system | variant | mode | n | tasks/s (95% CI) | enqueue/s (95% CI) | p50 ms | p99 ms | RSS MB | PSS MB | CPU % | outliers |");
+        let _ = writeln!(md, "|---|---|---|---|---|---|---|---|---|---|---|---|");
         for k in keys {
-            let g = |m| {
-                mean_of(
-                    &Summary {
-                        groups: file.groups.clone(),
-                        comparisons: vec![],
-                    },
-                    k,
-                    m,
-                )
-                .cloned()
+            let g = |m| mean_of(&stats, k, m);
+            let measured: Vec<&Group> = summary::METRICS.iter().filter_map(|d| g(d.name)).collect();
+            let Some(n) = measured.iter().map(|x| x.n).max() else {
+                continue; // every run of the group was excluded
             };
-            let (Some(tp), Some(enq)) = (g("throughput_tasks_per_sec"), g("enqueue_rate_per_sec"))
-            else {
-                continue;
+            let med = |m, digits| num(g(m).map_or(f64::NAN, |x| x.median), digits);
+            // Drain/live latency is the queue's backlog, not the system's latency.
+            let latency = |m| match (k.mode == "paced", g(m)) {
+                (_, None) => DASH.to_string(),
+                (true, Some(x)) => num(x.median, 1),
+                (false, Some(x)) => format!("{} (artefact)", num(x.median, 1)),
             };
-            let med = |m| g(m).map_or(f64::NAN, |x| x.median);
+            let tp = g("throughput_tasks_per_sec");
             let _ = writeln!(
                 md,
-                "| {} | {} | {} | {} | {} | {} | {:.1} | {:.1} | {:.1} | {:.0} | {} |",
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
                 k.system,
                 k.variant,
                 k.mode,
-                tp.n,
-                fmt_ci(&tp),
-                fmt_ci(&enq),
-                med("latency_p50_ms"),
-                med("latency_p99_ms"),
-                med("memory_rss_mb"),
-                med("cpu_percent"),
-                if tp.outliers.is_empty() {
-                    "-".to_string()
-                } else {
-                    tp.outliers.join(", ")
+                n,
+                fmt_ci(tp),
+                fmt_ci(g("enqueue_rate_per_sec")),
+                latency("latency_p50_ms"),
+                latency("latency_p99_ms"),
+                med("memory_rss_mb", 1),
+                med("memory_pss_mb", 1),
+                med("cpu_percent", 0),
+                match tp {
+                    Some(tp) if !tp.outliers.is_empty() => tp.outliers.join(", "),
+                    _ => DASH.to_string(),
                 }
             );
         }
@@ -759,9 +874,9 @@ pub fn markdown(results: &[RunResult], file: &SummaryFile, chart_names: &[String
             for (system, variant, _mode, drain, enqueue) in &ceiling.fractions {
                 let _ = writeln!(
                     md,
-                    "| {system} | {variant} | {:.1}% | {:.1}% |",
-                    drain * 100.0,
-                    enqueue * 100.0
+                    "| {system} | {variant} | {}% | {}% |",
+                    num(drain * 100.0, 1),
+                    num(enqueue * 100.0, 1)
                 );
             }
         }
@@ -773,29 +888,30 @@ pub fn markdown(results: &[RunResult], file: &SummaryFile, chart_names: &[String
                     && &c.driver == driver
                     && matches!(
                         c.metric.as_str(),
-                        "throughput_tasks_per_sec" | "enqueue_rate_per_sec"
+                        "throughput_tasks_per_sec" | "enqueue_rate_per_sec" | "latency_p99_ms"
                     )
             })
             .collect();
         if !pairs.is_empty() {
-            let _ = writeln!(md, "\n| A | B | mode | metric | ratio A/B (95% CI) | Welch p | Mann-Whitney p | Cohen's d | verdict |");
-            let _ = writeln!(md, "|---|---|---|---|---|---|---|---|---|");
+            let _ = writeln!(md, "\n| A | B | mode | metric | n | ratio A/B (95% CI) | Welch p | Holm p | Mann-Whitney p | Cohen's d | verdict |");
+            let _ = writeln!(md, "|---|---|---|---|---|---|---|---|---|---|---|");
             for c in pairs {
                 let _ = writeln!(
                     md,
-                    "| {} {} | {} {} | {} | {} | {:.2} [{:.2}, {:.2}] | {} | {} | {:.2} | {} |",
+                    "| {} {} | {} {} | {} | {} | {} vs {} | {} | {} | {} | {} | {} | {} |",
                     c.a,
                     c.variant_a,
                     c.b,
                     c.variant_b,
                     c.mode,
                     c.metric,
-                    c.ratio,
-                    c.ratio_ci95_low,
-                    c.ratio_ci95_high,
+                    c.n_a,
+                    c.n_b,
+                    fmt_ratio(c),
                     fmt_p(c.welch_p),
+                    fmt_p(c.p_holm),
                     fmt_p(c.mann_whitney_p),
-                    c.cohens_d,
+                    num(c.cohens_d, 2),
                     c.verdict
                 );
             }
@@ -814,8 +930,8 @@ pub fn markdown(results: &[RunResult], file: &SummaryFile, chart_names: &[String
             {
                 format!("{x:.2} [{l:.2}, {h:.2}]")
             }
-            (Some(x), _, _) => format!("{x:.2}"),
-            _ => "-".into(),
+            (Some(x), _, _) => num(x, 2),
+            _ => DASH.into(),
         };
         let _ = writeln!(
             md,
@@ -823,6 +939,8 @@ pub fn markdown(results: &[RunResult], file: &SummaryFile, chart_names: &[String
             v.name, v.claim, v.measured_on, v.status
         );
     }
+
+    excluded_section(&mut md, &file.excluded);
 
     let _ = writeln!(md, "\n## Raw data\n");
     let _ = writeln!(md, "- `runs/*.json`: {} measured runs, one file per repetition (`runs/warmup/`: discarded warm-ups)", results.len());
@@ -842,6 +960,46 @@ pub fn markdown(results: &[RunResult], file: &SummaryFile, chart_names: &[String
         let _ = writeln!(md, "- failed: `{}`", failure.lines().next().unwrap_or(""));
     }
     md
+}
+
+/// The run-to-run spread per metric: what a difference must exceed to mean something here.
+fn noise_section(md: &mut String, noise: &[summary::NoiseFloor]) {
+    if noise.is_empty() {
+        let _ = writeln!(
+            md,
+            "\nNoise floor: not measured (no group has two valid runs)."
+        );
+        return;
+    }
+    let _ = writeln!(
+        md,
+        "\nNoise floor of this machine: each group's coefficient of variation (stddev / mean) over its repetitions, \
+         across the groups with two or more valid runs.\n\n| metric | groups | median CV | largest CV |\n|---|---|---|---|"
+    );
+    for n in noise {
+        let _ = writeln!(
+            md,
+            "| {} | {} | {}% | {}% |",
+            n.metric,
+            n.groups,
+            num(n.median_cv * 100.0, 1),
+            num(n.max_cv * 100.0, 1)
+        );
+    }
+}
+
+/// Every invalid run and why it was left out.
+fn excluded_section(md: &mut String, excluded: &[summary::Excluded]) {
+    if excluded.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        md,
+        "\n## Excluded runs\n\nLeft out of every statistic, comparison and criterion:\n"
+    );
+    for e in excluded {
+        let _ = writeln!(md, "- `{}` ({}): {}", e.benchmark_id, e.group, e.reason);
+    }
 }
 
 /// Mixed runs: whether every system got the same sequence, and each kind's service time.
@@ -906,12 +1064,12 @@ fn mixed_section(
             };
             let _ = writeln!(
                 md,
-                "| {} | {} | {kind} | {:.0} | {:.2} | {:.2} |",
+                "| {} | {} | {kind} | {} | {} | {} |",
                 k.system,
                 k.variant,
-                of(|m| m.expected as f64),
-                of(|m| m.service_p50_ms),
-                of(|m| m.service_p99_ms)
+                num(of(|m| m.expected as f64), 0),
+                num(of(|m| m.service_p50_ms), 2),
+                num(of(|m| m.service_p99_ms), 2)
             );
         }
     }
@@ -960,8 +1118,8 @@ fn stress_section(md: &mut String, ramps: &[crate::workloads::stress::Ramp], dri
             "\n### Ramp: {} {} (one worker pool through every step, n = {})\n",
             ramp.system, ramp.variant, ramp.runs
         );
-        let _ = writeln!(md, "| target tasks/s | offered tasks/s | completed tasks/s | depth slope tasks/s (R²) | latency p50 / p99 ms | producer lateness p99 ms | RSS MB at step end | RSS growth MB | saturated in | producer short in |");
-        let _ = writeln!(md, "|---|---|---|---|---|---|---|---|---|---|");
+        let _ = writeln!(md, "| target tasks/s | offered tasks/s | completed tasks/s | depth slope tasks/s (R²) | latency p50 / p99 ms | producer lateness p99 ms | RSS MB at step end | RSS growth MB | PSS MB at step end | saturated in | producer short in |");
+        let _ = writeln!(md, "|---|---|---|---|---|---|---|---|---|---|---|");
         for s in &ramp.steps {
             let slope = match (s.depth_per_sec, s.depth_r2) {
                 (Some(g), Some(r2)) => format!("{g:+.0} ({r2:.2})"),
@@ -969,7 +1127,7 @@ fn stress_section(md: &mut String, ramps: &[crate::workloads::stress::Ramp], dri
             };
             let _ = writeln!(
                 md,
-                "| {:.0} | {:.0} | {:.0} | {slope} | {} / {} | {:.1} | {} | {} | {}/{} | {}/{} |",
+                "| {:.0} | {:.0} | {:.0} | {slope} | {} / {} | {:.1} | {} | {} | {} | {}/{} | {}/{} |",
                 s.target_rate,
                 s.offered_rate,
                 s.completion_rate,
@@ -978,6 +1136,7 @@ fn stress_section(md: &mut String, ramps: &[crate::workloads::stress::Ramp], dri
                 s.producer_lateness_p99_ms,
                 opt(s.rss_mb, 1),
                 opt(s.rss_growth_mb, 1),
+                opt(s.pss_mb, 1),
                 s.saturated_runs,
                 s.n,
                 s.producer_limited_runs,
@@ -1076,12 +1235,20 @@ pub fn csv(results: &[RunResult]) -> Result<String> {
         "latency_p95_ms",
         "latency_p99_ms",
         "memory_rss_mb",
+        "memory_pss_mb",
         "cpu_percent",
         "completed",
         "lost",
         "duplicated",
+        "failed",
         "message_bytes",
+        "excluded_because",
     ])?;
+    // Empty cell: not measured.
+    let cell = |x: Option<f64>| {
+        x.filter(|v| v.is_finite())
+            .map_or(String::new(), |v| v.to_string())
+    };
     for r in results {
         let (c, m) = (&r.configuration, &r.metrics);
         writer.write_record([
@@ -1094,19 +1261,22 @@ pub fn csv(results: &[RunResult]) -> Result<String> {
             c.workers.to_string(),
             c.task_count.to_string(),
             c.repetition.to_string(),
-            m.enqueue_rate_per_sec.to_string(),
-            m.throughput_tasks_per_sec.to_string(),
-            m.processing_time_seconds.to_string(),
-            m.latency_mean_ms.to_string(),
-            m.latency_p50_ms.to_string(),
-            m.latency_p95_ms.to_string(),
-            m.latency_p99_ms.to_string(),
-            m.memory_rss_mb.to_string(),
-            m.cpu_percent.to_string(),
+            cell(Some(m.enqueue_rate_per_sec)),
+            cell(m.throughput_tasks_per_sec),
+            cell(Some(m.processing_time_seconds)),
+            cell(Some(m.latency_mean_ms)),
+            cell(Some(m.latency_p50_ms)),
+            cell(Some(m.latency_p95_ms)),
+            cell(Some(m.latency_p99_ms)),
+            cell(Some(m.memory_rss_mb)),
+            cell(m.memory_pss_mb),
+            cell(m.cpu_percent),
             m.completed.to_string(),
             m.lost.to_string(),
             m.duplicated.to_string(),
+            m.failed.to_string(),
             m.message_bytes.map(|b| b.to_string()).unwrap_or_default(),
+            summary::validity(r).err().unwrap_or_default(),
         ])?;
     }
     Ok(String::from_utf8(writer.into_inner()?)?)

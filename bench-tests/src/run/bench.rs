@@ -194,9 +194,14 @@ impl BenchPlan {
         drivers
     }
 
-    /// Runs of the repetitions (the rate searches come on top).
+    /// Runs of the repetitions at most (adaptive profiles: each case's maximum; the rate
+    /// searches come on top).
     pub fn total_runs(&self) -> u64 {
-        self.cases.len() as u64 * u64::from(self.profile.warmup + self.profile.repetitions)
+        let measured = match self.profile.adaptive() {
+            Ok(Some(a)) => a.max_repetitions,
+            _ => self.profile.repetitions,
+        };
+        self.cases.len() as u64 * u64::from(self.profile.warmup + measured)
     }
 }
 
@@ -314,15 +319,22 @@ pub fn execute(h: &Harness, plan: &BenchPlan, results_root: &Path) -> Result<Ben
                             &out.result.benchmark_id,
                             &out.histograms.end_to_end,
                         )?;
-                        progress[index]
-                            .values
-                            .push((primary_metric(case).value)(&out.result));
+                        // Only valid runs count towards the precision, as in the summary.
+                        let value = (primary_metric(case).value)(&out.result);
+                        if crate::analysis::summary::validity(&out.result).is_ok()
+                            && value.is_finite()
+                        {
+                            progress[index].values.push(value);
+                        }
                     }
                     say(
                         &bar,
                         format!(
                             "{label}: {:.0} tasks/s, enqueue {:.0}/s, {:.1}s{}",
-                            out.result.metrics.throughput_tasks_per_sec,
+                            out.result
+                                .metrics
+                                .throughput_tasks_per_sec
+                                .unwrap_or(f64::NAN),
                             out.result.metrics.enqueue_rate_per_sec,
                             started.elapsed().as_secs_f64(),
                             if out.result.errors.is_empty() {
@@ -422,7 +434,7 @@ pub fn primary_metric(case: &Case) -> PrimaryMetric {
         },
         _ => PrimaryMetric {
             name: "throughput_tasks_per_sec",
-            value: |r| r.metrics.throughput_tasks_per_sec,
+            value: |r| r.metrics.throughput_tasks_per_sec.unwrap_or(f64::NAN),
         },
     }
 }
@@ -548,7 +560,8 @@ fn search_rates(
             bar,
             format!(
                 "{label}, {what}: {:.0} tasks/s, p99 {:.1} ms",
-                result.metrics.throughput_tasks_per_sec, result.metrics.latency_p99_ms
+                result.metrics.throughput_tasks_per_sec.unwrap_or(f64::NAN),
+                result.metrics.latency_p99_ms
             ),
         );
         if written.is_ok() {

@@ -20,8 +20,9 @@ use crate::run::space::RunSpace;
 use crate::systems;
 use crate::workloads::{self, Case, Finished, Mode};
 
-/// Workers get this long to finish in-flight tasks after SIGTERM before SIGKILL.
-const WORKER_GRACE: Duration = Duration::from_secs(15);
+/// Workers get this long to finish in-flight tasks after SIGTERM before SIGKILL. Celery
+/// prefork's warm shutdown was seen to take over 15 s on a 2-core machine under heavy load.
+const WORKER_GRACE: Duration = Duration::from_secs(30);
 const LOG_TAIL_LINES: usize = 25;
 /// How often the broker's queue depth is read during a run, at most (the profile's sample
 /// interval when shorter).
@@ -274,6 +275,9 @@ pub fn run_once(
     if metrics.failed > 0 {
         errors.push(format!("{} tasks reported a failure", metrics.failed));
     }
+    errors.extend(crate::measure::collector::unsent_error(
+        metrics.records_unsent,
+    ));
     let spawn_ns = workers[0].started_unix_ns();
     let timeseries: Vec<TimePoint> = samples
         .iter()
@@ -282,6 +286,7 @@ pub fn run_once(
             rss_mb: s.rss_bytes as f64 / (1024.0 * 1024.0),
             cpu_seconds: s.cpu_seconds,
             processes: s.processes,
+            pss_mb: s.pss_bytes.map(|b| b as f64 / (1024.0 * 1024.0)),
         })
         .collect();
     let since_spawn_ms = |t_ns: u64| (t_ns as f64 - spawn_ns as f64) / 1e6;

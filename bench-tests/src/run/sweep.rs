@@ -75,10 +75,10 @@ pub fn judge(result: &RunResult, rate: f64) -> Probe {
             "the producer fell {late:.0} ms behind its schedule (p99)"
         ));
     }
-    if m.throughput_tasks_per_sec < MIN_ACHIEVED_SHARE * rate {
+    let achieved = m.throughput_tasks_per_sec.unwrap_or(0.0);
+    if achieved < MIN_ACHIEVED_SHARE * rate {
         why.push(format!(
-            "finished {:.0} tasks/s of {rate:.0} offered",
-            m.throughput_tasks_per_sec
+            "finished {achieved:.0} tasks/s of {rate:.0} offered"
         ));
     }
     if let Some(g) = m.queue_depth_growth.filter(|g| g.linear) {
@@ -89,7 +89,7 @@ pub fn judge(result: &RunResult, rate: f64) -> Probe {
     }
     Probe {
         rate,
-        achieved_tasks_per_sec: m.throughput_tasks_per_sec,
+        achieved_tasks_per_sec: achieved,
         latency_p99_ms: m.latency_p99_ms,
         producer_lateness_p99_ms: m.producer_lateness_p99_ms,
         sustainable: why.is_empty(),
@@ -147,7 +147,11 @@ pub fn find_max(
     live.task_count = profile.throughput.task_count;
     let estimate = run(&live)?;
     on_run("live estimate", &estimate);
-    let live_estimate = estimate.metrics.throughput_tasks_per_sec.round();
+    let live_estimate = estimate
+        .metrics
+        .throughput_tasks_per_sec
+        .unwrap_or(0.0)
+        .round();
 
     let mut probes: Vec<Probe> = Vec::new();
     let mut probe = |rate: f64, probes: &mut Vec<Probe>| -> Result<bool> {
@@ -218,7 +222,7 @@ mod tests {
     fn synthetic(throughput: f64, lateness: f64) -> RunResult {
         let text = include_str!("../../../fixtures/results/synthetic/runs/asynctasq-redis-throughput-asyncio-c10-drain-r0-synthetic.json");
         let mut r: RunResult = serde_json::from_str(text).unwrap();
-        r.metrics.throughput_tasks_per_sec = throughput;
+        r.metrics.throughput_tasks_per_sec = Some(throughput);
         r.metrics.producer_lateness_p99_ms = Some(lateness);
         r
     }

@@ -202,6 +202,11 @@ pub struct StressStep {
     /// Worker RSS at the window's last sample, and last minus first sample in the window.
     pub rss_mb: Option<f64>,
     pub rss_growth_mb: Option<f64>,
+    /// The same for PSS (shared pages split between processes; None: not measured).
+    #[serde(default)]
+    pub pss_mb: Option<f64>,
+    #[serde(default)]
+    pub pss_growth_mb: Option<f64>,
     pub saturated: bool,
 }
 
@@ -230,7 +235,8 @@ pub fn steps(
             let offered_rate = o.sent_in_window as f64 / seconds;
             let completion_rate = ended_in(o.start_ns, o.end_ns) as f64 / seconds;
             let depth = depth::fit(depth, from_ms, to_ms);
-            let (rss_mb, rss_growth_mb) = memory(timeseries, from_ms, to_ms);
+            let (rss_mb, rss_growth_mb) = memory(timeseries, from_ms, to_ms, |p| Some(p.rss_mb));
+            let (pss_mb, pss_growth_mb) = memory(timeseries, from_ms, to_ms, |p| p.pss_mb);
             latency.sort_by(f64::total_cmp);
             StressStep {
                 target_rate: o.rate,
@@ -247,6 +253,8 @@ pub fn steps(
                 latency_p99_ms: quantile(&latency, 0.99),
                 rss_mb,
                 rss_growth_mb,
+                pss_mb,
+                pss_growth_mb,
                 saturated: is_saturated(offered_rate, completion_rate, depth.as_ref()),
             }
         })
@@ -276,11 +284,16 @@ fn quantile(sorted: &[f64], q: f64) -> Option<f64> {
 }
 
 /// Worker memory at the window's last sample, and its growth over the window.
-fn memory(timeseries: &[TimePoint], from_ms: f64, to_ms: f64) -> (Option<f64>, Option<f64>) {
+fn memory(
+    timeseries: &[TimePoint],
+    from_ms: f64,
+    to_ms: f64,
+    mb: fn(&TimePoint) -> Option<f64>,
+) -> (Option<f64>, Option<f64>) {
     let inside: Vec<f64> = timeseries
         .iter()
         .filter(|p| p.t_ms >= from_ms && p.t_ms <= to_ms)
-        .map(|p| p.rss_mb)
+        .filter_map(mb)
         .collect();
     let growth = (inside.len() >= 2).then(|| inside[inside.len() - 1] - inside[0]);
     (inside.last().copied(), growth)
@@ -300,6 +313,10 @@ pub struct Step {
     pub producer_lateness_p99_ms: f64,
     pub rss_mb: Option<f64>,
     pub rss_growth_mb: Option<f64>,
+    #[serde(default)]
+    pub pss_mb: Option<f64>,
+    #[serde(default)]
+    pub pss_growth_mb: Option<f64>,
     /// Repetitions that called the step saturated, and whose producer fell short.
     pub saturated_runs: usize,
     pub producer_limited_runs: usize,
@@ -431,6 +448,8 @@ fn summarise(steps: Vec<&StressStep>) -> Step {
         producer_lateness_p99_ms: med(|s| s.producer_lateness_p99_ms).unwrap_or(0.0),
         rss_mb: opt(|s| s.rss_mb),
         rss_growth_mb: opt(|s| s.rss_growth_mb),
+        pss_mb: opt(|s| s.pss_mb),
+        pss_growth_mb: opt(|s| s.pss_growth_mb),
         saturated_runs: steps.iter().filter(|s| s.saturated).count(),
         producer_limited_runs: steps.iter().filter(|s| s.producer_limited).count(),
     }

@@ -55,7 +55,8 @@ pub const MYSQL: Dialect = Dialect {
     default_url: "mysql://root@127.0.0.1:3306/test",
     image: ("mysql", "8.4"),
     port: 3306,
-    ready_on_stderr: "ready for connections. Version",
+    // The real server, not the image's temporary one (see the constant).
+    ready_on_stderr: super::docker::MYSQL_READY_ON_STDERR,
     container_env: &[("MYSQL_ALLOW_EMPTY_PASSWORD", "yes"), ("MYSQL_DATABASE", "test")],
     container_url: "mysql://root@127.0.0.1:{port}/test",
     version_query: "SELECT VERSION()",

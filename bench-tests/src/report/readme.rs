@@ -1,0 +1,196 @@
+//! The README's measured figures, regenerated from the committed reference runs
+//! (`results/reference/<date>-<host>/<run-dir>/runs/*.json`) so every figure it quotes can
+//! be checked against its raw data: `cargo xtask report --readme` rewrites the block
+//! between the markers, and a test fails when the README and the runs disagree.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+
+use crate::analysis::summary::{self, Group, Summary};
+use crate::result::RunResult;
+
+pub const BEGIN: &str = "<!-- reference-results:begin (cargo xtask report --readme) -->";
+pub const END: &str = "<!-- reference-results:end -->";
+
+/// The reference run directories under `root` (`results/reference`), sorted: every
+/// directory that holds `runs/`, at any depth.
+pub fn reference_dirs(root: &Path) -> Result<Vec<PathBuf>> {
+    let mut found = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let entries =
+            std::fs::read_dir(&dir).with_context(|| format!("reading {}", dir.display()))?;
+        for entry in entries {
+            let path = entry?.path();
+            if !path.is_dir() {
+                continue;
+            }
+            if path.file_name().is_some_and(|n| n == "runs") {
+                found.push(dir.clone());
+            } else {
+                stack.push(path);
+            }
+        }
+    }
+    found.sort();
+    found.dedup();
+    Ok(found)
+}
+
+/// The Markdown block: one section per reference directory (the command that made it,
+/// from its `command.txt`, and its host), one row per group of valid runs.
+pub fn block(root: &Path, dirs: &[PathBuf]) -> Result<String> {
+    let mut md = String::new();
+    for dir in dirs {
+        let runs = crate::report::load_runs(dir)?;
+        let measured: Vec<RunResult> = runs
+            .into_iter()
+            .filter(|r| !r.configuration.warmup)
+            .collect();
+        let command = std::fs::read_to_string(dir.join("command.txt"))
+            .map(|c| c.trim().to_string())
+            .unwrap_or_else(|_| "(no command.txt)".into());
+        let shown = dir
+            .strip_prefix(root.parent().unwrap_or(root))
+            .unwrap_or(dir);
+        let env = &measured.first().context("no measured run")?.environment;
+        let _ = writeln!(
+            md,
+            "**`{command}`** — raw runs in `{}` (host {}, {} CPUs, Python {}, broker {}):\n",
+            shown.display(),
+            env.host,
+            env.cpus,
+            env.python,
+            env.broker_version
+        );
+        md.push_str(&table(&measured));
+        md.push('\n');
+    }
+    Ok(md)
+}
+
+/// One row per group: valid runs, tasks/s as mean with its 95% CI, enqueue/s, latency
+/// (paced only: elsewhere a queueing artefact), PSS and RSS, lost and duplicated.
+pub fn table(results: &[RunResult]) -> String {
+    let s = summary::summarize(results);
+    let mut md = String::from(
+        "| scenario | system | variant | mode | broker | valid runs | tasks/s (95% CI) | enqueue/s | p50 / p99 ms | PSS / RSS MB | lost / dup |\n|---|---|---|---|---|---|---|---|---|---|---|\n",
+    );
+    for (key, all) in summary::grouped(results) {
+        let get = |metric: &str| find(&s, &key, metric);
+        let latency = if key.mode == "paced" {
+            format!(
+                "{} / {}",
+                num(get("latency_p50_ms").map(|g| g.median), 1),
+                num(get("latency_p99_ms").map(|g| g.median), 1)
+            )
+        } else {
+            "artefact".to_string()
+        };
+        let rate = get("throughput_tasks_per_sec").map_or("–".to_string(), |g| {
+            if g.n >= 2 {
+                format!(
+                    "{} ({}–{})",
+                    num(Some(g.mean), 0),
+                    num(Some(g.ci95_low), 0),
+                    num(Some(g.ci95_high), 0)
+                )
+            } else {
+                format!("{} (too few runs)", num(Some(g.mean), 0))
+            }
+        });
+        let lost: u64 = all.iter().map(|r| r.metrics.lost).sum();
+        let dup: u64 = all.iter().map(|r| r.metrics.duplicated).sum();
+        let valid = all.iter().filter(|r| summary::validity(r).is_ok()).count();
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {} | {} | {valid} of {} | {rate} | {} | {latency} | {} / {} | {lost} / {dup} |",
+            key.scenario,
+            key.system,
+            key.variant,
+            key.mode,
+            key.driver,
+            all.len(),
+            num(get("enqueue_rate_per_sec").map(|g| g.median), 0),
+            num(get("memory_pss_mb").map(|g| g.median), 0),
+            num(get("memory_rss_mb").map(|g| g.median), 0),
+        );
+    }
+    md
+}
+
+fn find<'a>(s: &'a Summary, key: &summary::GroupKey, metric: &str) -> Option<&'a Group> {
+    s.groups.iter().find(|g| {
+        g.metric == metric
+            && g.scenario == key.scenario
+            && g.system == key.system
+            && g.variant == key.variant
+            && g.mode == key.mode
+            && g.driver == key.driver
+    })
+}
+
+/// Thousands separated, `digits` decimals; "–" for what was not measured.
+fn num(value: Option<f64>, digits: usize) -> String {
+    match value.filter(|v| v.is_finite()) {
+        None => "–".into(),
+        Some(v) => {
+            let text = format!("{v:.digits$}");
+            let (int, frac) = text
+                .split_once('.')
+                .map_or((text.as_str(), None), |(i, f)| (i, Some(f)));
+            let (sign, int) = int.strip_prefix('-').map_or(("", int), |i| ("-", i));
+            let mut grouped = String::new();
+            for (i, c) in int.chars().enumerate() {
+                if i > 0 && (int.len() - i) % 3 == 0 {
+                    grouped.push(',');
+                }
+                grouped.push(c);
+            }
+            match frac {
+                Some(f) => format!("{sign}{grouped}.{f}"),
+                None => format!("{sign}{grouped}"),
+            }
+        }
+    }
+}
+
+/// `readme` with the block between the markers replaced by `block`.
+pub fn splice(readme: &str, block: &str) -> Result<String> {
+    let (Some(a), Some(b)) = (readme.find(BEGIN), readme.find(END)) else {
+        bail!("README.md has no reference block; add the lines\n{BEGIN}\n{END}");
+    };
+    Ok(format!("{}{BEGIN}\n{block}{}", &readme[..a], &readme[b..]))
+}
+
+/// The README's block as it stands.
+pub fn current(readme: &str) -> Option<&str> {
+    let a = readme.find(BEGIN)? + BEGIN.len() + 1;
+    let b = readme.find(END)?;
+    readme.get(a..b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_are_grouped_and_missing_ones_dashed() {
+        assert_eq!(num(Some(5513.4), 0), "5,513");
+        assert_eq!(num(Some(1234567.25), 1), "1,234,567.2");
+        assert_eq!(num(Some(-1500.0), 0), "-1,500");
+        assert_eq!(num(Some(f64::NAN), 0), "–");
+        assert_eq!(num(None, 1), "–");
+    }
+
+    #[test]
+    fn splice_replaces_only_the_block() {
+        let readme = format!("intro\n{BEGIN}\nold\n{END}\noutro\n");
+        let new = splice(&readme, "new\n").unwrap();
+        assert_eq!(new, format!("intro\n{BEGIN}\nnew\n{END}\noutro\n"));
+        assert_eq!(current(&new), Some("new\n"));
+        assert!(splice("no markers", "x").is_err());
+    }
+}

@@ -127,14 +127,60 @@ impl MixedSizes {
     }
 }
 
-/// Scenario `stress`: bursts of growing size against a fixed pool, producer and workers
-/// running together; queue depth sampled through each step.
+/// Scenario `stress`: one worker pool through a ramp of offered rates, each step produced
+/// open loop for `step_seconds`, back to back; queue depth read through the ramp and its drain.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct StressSizes {
-    /// Tasks per step, in ramp order.
-    pub steps: Vec<u64>,
+    /// Offered rate of each step, tasks/s, increasing.
+    pub rates: Vec<f64>,
+    /// How long each step offers its rate.
+    pub step_seconds: f64,
     pub concurrency: u32,
+}
+
+/// Shortest step: the depth fit needs about four readings at the 250 ms depth interval.
+pub const STRESS_MIN_STEP_SECONDS: f64 = 1.0;
+pub const STRESS_MAX_STEP_SECONDS: f64 = 600.0;
+
+impl StressSizes {
+    /// Tasks each step sends: its rate times `step_seconds`, at least one.
+    pub fn counts(&self) -> Vec<u64> {
+        self.rates
+            .iter()
+            .map(|r| ((r * self.step_seconds).round() as u64).max(1))
+            .collect()
+    }
+
+    /// Why the section cannot be used (the error names `file`, the key and the valid range).
+    pub fn validate(&self, file: &str, run_timeout_secs: u64) -> Result<()> {
+        let increasing = self.rates.windows(2).all(|w| w[0] < w[1]);
+        if self.rates.is_empty()
+            || !increasing
+            || self.rates.iter().any(|r| !(r.is_finite() && *r > 0.0))
+        {
+            bail!(
+                "{file}: stress.rates is {:?}; give offered rates in tasks/s, above 0 and increasing, e.g. [200.0, 1000.0, 3000.0]",
+                self.rates
+            );
+        }
+        if !(STRESS_MIN_STEP_SECONDS..=STRESS_MAX_STEP_SECONDS).contains(&self.step_seconds) {
+            bail!(
+                "{file}: stress.step_seconds is {}; give seconds in [{STRESS_MIN_STEP_SECONDS}, {STRESS_MAX_STEP_SECONDS}] (each step needs a few queue-depth readings)",
+                self.step_seconds
+            );
+        }
+        let ramp = self.rates.len() as f64 * self.step_seconds;
+        if ramp >= run_timeout_secs as f64 {
+            bail!(
+                "{file}: the stress ramp lasts {ramp} s (stress.rates × stress.step_seconds), beyond run_timeout_secs = {run_timeout_secs}; shorten the ramp or raise run_timeout_secs"
+            );
+        }
+        if self.concurrency == 0 {
+            bail!("{file}: stress.concurrency is 0; give a pool size of 1 or more");
+        }
+        Ok(())
+    }
 }
 
 impl Profile {
@@ -174,12 +220,9 @@ impl Profile {
             .spec()
             .validate()
             .with_context(|| format!("in {}", path.display()))?;
-        if profile.stress.steps.is_empty() || profile.stress.steps.contains(&0) {
-            bail!(
-                "{}: stress.steps must list task counts above 0, e.g. [1000, 10000]",
-                path.display()
-            );
-        }
+        profile
+            .stress
+            .validate(&path.display().to_string(), profile.run_timeout_secs)?;
         if let Some(bad) = profile
             .throughput
             .paced_fractions
@@ -358,6 +401,31 @@ mod tests {
             (profile.repetitions, profile.adaptive().unwrap()),
             (2, None)
         );
+    }
+
+    fn stress(rates: &[f64], step_seconds: f64) -> StressSizes {
+        StressSizes {
+            rates: rates.to_vec(),
+            step_seconds,
+            concurrency: 20,
+        }
+    }
+
+    #[test]
+    fn stress_sections_are_validated_with_the_file_key_and_range() {
+        let err = |s: StressSizes| s.validate("p.toml", 180).unwrap_err().to_string();
+        assert!(stress(&[100.0, 500.0], 3.0).validate("p.toml", 180).is_ok());
+        for bad in [&[][..], &[500.0, 100.0], &[0.0, 100.0], &[f64::NAN]] {
+            let e = err(stress(bad, 3.0));
+            assert!(e.starts_with("p.toml: stress.rates is"), "{e}");
+            assert!(e.contains("above 0 and increasing"), "{e}");
+        }
+        assert_eq!(
+            err(stress(&[100.0], 0.5)),
+            "p.toml: stress.step_seconds is 0.5; give seconds in [1, 600] (each step needs a few queue-depth readings)"
+        );
+        assert!(err(stress(&[1.0, 2.0, 3.0], 60.0)).contains("beyond run_timeout_secs = 180"));
+        assert_eq!(stress(&[100.0, 2500.5], 2.0).counts(), [200, 5001]);
     }
 
     /// The adaptive rule may end early, but never below the runs a comparison needs.

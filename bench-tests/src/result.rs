@@ -191,6 +191,10 @@ pub struct Metrics {
     /// measured (no readable smaps_rollup).
     #[serde(default)]
     pub memory_pss_mb: Option<f64>,
+    /// Stress runs: each step of the ramp (offered and completion rates, depth slope,
+    /// latency, memory, whether it saturated).
+    #[serde(default)]
+    pub stress_steps: Option<Vec<crate::workloads::stress::StressStep>>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -1,5 +1,6 @@
-//! Queue depth over a run: how fast the backlog grew while the producer was sending, and
-//! whether it grew linearly (the consumer saturated: tasks arrive faster than they leave).
+//! Queue depth over a run: a line fitted to the readings of a window (its slope, R² and
+//! the slope's t-statistic), and for live and paced runs how the backlog grew while the
+//! producer was sending. The stress ramp uses `fit` per step (see `workloads::stress`).
 
 use serde::{Deserialize, Serialize};
 
@@ -30,9 +31,22 @@ pub fn max_depth(series: &[DepthPoint]) -> Option<u64> {
     series.iter().map(|p| p.depth).max()
 }
 
-/// Growth of the depth between `from_ms` and `to_ms` (the producer's window, on the
-/// series' clock); None with fewer than MIN_POINTS readings there.
-pub fn growth(series: &[DepthPoint], from_ms: f64, to_ms: f64, task_count: u64) -> Option<Growth> {
+/// A least-squares line through the depth readings of one window.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Fit {
+    pub points: usize,
+    /// Slope, tasks per second.
+    pub per_sec: f64,
+    /// Coefficient of determination (0 for a flat series: no growth to explain).
+    pub r2: f64,
+    /// The slope over its standard error (infinite for a perfect non-flat line; 0 when
+    /// flat), so "the depth grew" can be called significant rather than read off R².
+    pub t: f64,
+}
+
+/// The line through the readings between `from_ms` and `to_ms` (inclusive, on the series'
+/// clock); None with fewer than MIN_POINTS readings there.
+pub fn fit(series: &[DepthPoint], from_ms: f64, to_ms: f64) -> Option<Fit> {
     let inside: Vec<(f64, f64)> = series
         .iter()
         .filter(|p| p.t_ms >= from_ms && p.t_ms <= to_ms)
@@ -51,19 +65,46 @@ pub fn growth(series: &[DepthPoint], from_ms: f64, to_ms: f64, task_count: u64) 
         return None;
     }
     let slope = std / stt;
-    // A flat series is explained by any line: call it no growth, R² 0.
-    let r2 = if sdd == 0.0 {
-        0.0
+    if sdd == 0.0 {
+        return Some(Fit {
+            points: inside.len(),
+            per_sec: slope,
+            r2: 0.0,
+            t: 0.0,
+        });
+    }
+    let r2 = (std * std) / (stt * sdd);
+    // Residual variance over n - 2 degrees of freedom, then the slope's standard error.
+    let residual = (sdd - slope * std).max(0.0) / (n - 2.0);
+    let se = (residual / stt).sqrt();
+    let t = if se == 0.0 {
+        f64::INFINITY.copysign(slope)
     } else {
-        (std * std) / (stt * sdd)
+        slope / se
     };
-    let deepest = inside.iter().map(|p| p.1).fold(0.0, f64::max);
-    let backlog = deepest >= (MIN_BACKLOG_SHARE * task_count as f64).max(10.0);
-    Some(Growth {
+    Some(Fit {
         points: inside.len(),
         per_sec: slope,
         r2,
-        linear: slope > 0.0 && r2 >= LINEAR_R2 && backlog,
+        t,
+    })
+}
+
+/// Growth of the depth between `from_ms` and `to_ms` (the producer's window, on the
+/// series' clock); None with fewer than MIN_POINTS readings there.
+pub fn growth(series: &[DepthPoint], from_ms: f64, to_ms: f64, task_count: u64) -> Option<Growth> {
+    let line = fit(series, from_ms, to_ms)?;
+    let deepest = series
+        .iter()
+        .filter(|p| p.t_ms >= from_ms && p.t_ms <= to_ms)
+        .map(|p| p.depth as f64)
+        .fold(0.0, f64::max);
+    let backlog = deepest >= (MIN_BACKLOG_SHARE * task_count as f64).max(10.0);
+    Some(Growth {
+        points: line.points,
+        per_sec: line.per_sec,
+        r2: line.r2,
+        linear: line.per_sec > 0.0 && line.r2 >= LINEAR_R2 && backlog,
     })
 }
 
@@ -109,5 +150,21 @@ mod tests {
         // Only the window counts: the drain after the producer stopped is left out.
         let with_drain = series(&[0, 500, 1000, 1500, 2000, 1000, 0]);
         assert!(growth(&with_drain, 0.0, 1000.0, 10_000).unwrap().linear);
+    }
+
+    #[test]
+    fn a_fit_gives_the_slope_and_its_significance() {
+        let steady = series(&[0, 500, 1000, 1500, 2000, 2500]);
+        let f = fit(&steady, 0.0, 1250.0).unwrap();
+        assert!((f.per_sec - 2000.0).abs() < 1e-6 && f.t.is_infinite() && f.r2 > 0.999);
+        // Noise around a flat level: a small slope, far from significant.
+        let noisy = series(&[30, 10, 40, 20, 35, 15, 30, 25]);
+        let f = fit(&noisy, 0.0, 2000.0).unwrap();
+        assert!(f.t.abs() < 3.0, "{f:?}");
+        // Growth with noise on top is still significant.
+        let rising = series(&[0, 130, 190, 330, 380, 520, 560, 720]);
+        let f = fit(&rising, 0.0, 2000.0).unwrap();
+        assert!(f.t > 10.0 && f.per_sec > 350.0, "{f:?}");
+        assert_eq!(fit(&series(&[4, 4, 4, 4]), 0.0, 1000.0).unwrap().t, 0.0);
     }
 }

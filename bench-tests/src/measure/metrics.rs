@@ -152,6 +152,7 @@ pub fn metrics(input: &MeasureInput) -> (Metrics, Histograms) {
         by_kind: None,
         records_unsent: tally.unsent,
         memory_pss_mb: usage.peak_pss_mb,
+        stress_steps: None,
     };
     (metrics, h)
 }

@@ -459,6 +459,8 @@ pub fn charts(results: &[RunResult], summary: &Summary) -> Result<Vec<(String, S
                 .collect::<Vec<_>>(),
         );
         if !ramps.is_empty() {
+            // x: the rate the producer achieved (median), so a producer-limited step
+            // sits where it really was.
             let series = |f: fn(&crate::workloads::stress::Step) -> Option<f64>| -> Vec<Series> {
                 ramps
                     .iter()
@@ -467,27 +469,36 @@ pub fn charts(results: &[RunResult], summary: &Summary) -> Result<Vec<(String, S
                         points: r
                             .steps
                             .iter()
-                            .filter_map(|s| Some((s.task_count as f64, f(s)?)))
+                            .filter_map(|s| Some((s.offered_rate, f(s)?)))
                             .collect(),
                     })
                     .collect()
             };
+            let mut completion = series(|s| Some(s.completion_rate));
+            let top = ramps
+                .iter()
+                .flat_map(|r| r.steps.iter().map(|s| s.offered_rate))
+                .fold(0.0, f64::max);
+            completion.push(Series {
+                name: "completion = offered (keeps up)".into(),
+                points: vec![(0.0, 0.0), (top, top)],
+            });
             out.push((
-                format!("stress-throughput-{place}.svg"),
+                format!("stress-completion-{place}.svg"),
                 charts::lines(
-                    &format!("Throughput per ramp step, {place_title} (median)"),
-                    "tasks in the step",
-                    "tasks/s",
-                    &series(|s| Some(s.throughput_tasks_per_sec)),
+                    &format!("Completion vs offered rate per ramp step, {place_title} (median)"),
+                    "offered rate (tasks/s)",
+                    "completion rate (tasks/s)",
+                    &completion,
                 )?,
             ));
             out.push((
                 format!("stress-memory-{place}.svg"),
                 charts::lines(
-                    &format!("Worker RSS growth per ramp step, {place_title} (median)"),
-                    "tasks in the step",
+                    &format!("Worker RSS at the end of each ramp step, {place_title} (median)"),
+                    "offered rate (tasks/s)",
                     "MB",
-                    &series(|s| s.memory_growth_mb),
+                    &series(|s| s.rss_mb),
                 )?,
             ));
         }
@@ -1097,45 +1108,109 @@ fn sweep_section(md: &mut String, sweeps: &[crate::run::sweep::SweepOutcome], dr
     }
 }
 
-/// Stress ramps: each step's figures and the saturation point.
+/// Stress ramps: each step's figures, the saturation point and the highest sustained step.
 fn stress_section(md: &mut String, ramps: &[crate::workloads::stress::Ramp], driver: &str) {
+    use crate::workloads::stress::{DEPTH_R2_MIN, DEPTH_T_MIN, TOLERANCE};
+    let opt = |v: Option<f64>, digits: usize| v.map_or("–".into(), |v| format!("{v:.digits$}"));
     for ramp in ramps.iter().filter(|r| r.driver == driver) {
-        let _ = writeln!(md, "\n### Ramp: {} {}\n", ramp.system, ramp.variant);
-        let _ = writeln!(md, "| step (tasks) | n | tasks/s | enqueue/s | max depth | depth growth while sending, tasks/s (R²) | linear in | peak RSS MB | RSS growth MB | error rate |");
-        let _ = writeln!(md, "|---|---|---|---|---|---|---|---|---|---|");
+        let _ = writeln!(
+            md,
+            "\n### Ramp: {} {} (one worker pool through every step, n = {})\n",
+            ramp.system, ramp.variant, ramp.runs
+        );
+        let _ = writeln!(md, "| target tasks/s | offered tasks/s | completed tasks/s | depth slope tasks/s (R²) | latency p50 / p99 ms | producer lateness p99 ms | RSS MB at step end | RSS growth MB | PSS MB at step end | saturated in | producer short in |");
+        let _ = writeln!(md, "|---|---|---|---|---|---|---|---|---|---|---|");
         for s in &ramp.steps {
-            let growth = match (s.depth_growth_per_sec, s.depth_growth_r2) {
-                (Some(g), Some(r2)) => format!("{g:.0} ({r2:.2})"),
-                _ => "too short to sample".into(),
+            let slope = match (s.depth_per_sec, s.depth_r2) {
+                (Some(g), Some(r2)) => format!("{g:+.0} ({r2:.2})"),
+                _ => "–".into(),
             };
             let _ = writeln!(
                 md,
-                "| {} | {} | {} | {} | {} | {growth} | {}/{} | {} | {} | {:.4} |",
-                s.task_count,
+                "| {:.0} | {:.0} | {:.0} | {slope} | {} / {} | {:.1} | {} | {} | {} | {}/{} | {}/{} |",
+                s.target_rate,
+                s.offered_rate,
+                s.completion_rate,
+                opt(s.latency_p50_ms, 1),
+                opt(s.latency_p99_ms, 1),
+                s.producer_lateness_p99_ms,
+                opt(s.rss_mb, 1),
+                opt(s.rss_growth_mb, 1),
+                opt(s.pss_mb, 1),
+                s.saturated_runs,
                 s.n,
-                num(s.throughput_tasks_per_sec, 0),
-                num(s.enqueue_rate_per_sec, 0),
-                s.queue_depth_max.map_or(DASH.into(), |d| format!("{d:.0}")),
-                s.linear_runs,
+                s.producer_limited_runs,
                 s.n,
-                num(s.memory_rss_mb, 1),
-                s.memory_growth_mb
-                    .map_or("too short to sample".into(), |g| format!("{g:+.1}")),
-                s.error_rate
             );
         }
-        let _ = match ramp.saturation_step {
-            Some(step) => writeln!(
+        let at = |rate: Option<f64>| {
+            rate.and_then(|r| ramp.step(r)).map(|s| {
+                let short = if s.producer_short() {
+                    ", the producer short of its target"
+                } else {
+                    ""
+                };
+                format!(
+                    "the {:.0} tasks/s step (offered {:.0}/s, completed {:.0}/s{short})",
+                    s.target_rate, s.offered_rate, s.completion_rate
+                )
+            })
+        };
+        let sustained = at(ramp.highest_sustained_rate)
+            .unwrap_or_else(|| "none (the first step already saturated)".into());
+        let _ = match (at(ramp.saturation_rate), ramp.producer_short_from) {
+            (Some(saturated), _) => writeln!(
                 md,
-                "\n**Saturation point: {step} tasks** — the first step where the queue depth grew linearly \
-                 while the producer was sending (R² >= {}), i.e. tasks arrived faster than {} {} finished them.",
-                crate::measure::depth::LINEAR_R2, ramp.system, ramp.variant
+                "\n**Saturation point: {saturated}**. Highest sustained: {sustained}.{}",
+                if split_between(ramp) {
+                    " The repetitions split on the steps between."
+                } else {
+                    ""
+                }
             ),
-            None => writeln!(
+            (None, Some(short)) => writeln!(
                 md,
-                "\nNo saturation point in this ramp: at no step did the queue depth grow linearly while the producer was sending."
+                "\n**No saturation within what the producer could offer**: from the {short:.0} tasks/s step it fell short, \
+                 offering at most {:.0}/s; the pool kept up, completing up to {:.0}/s. Highest sustained: {sustained}.",
+                ramp.max_offered_rate, ramp.max_completion_rate
+            ),
+            (None, None) => writeln!(
+                md,
+                "\n**No step saturated**: the pool's capacity lies above the ramp. Highest sustained: {sustained}."
             ),
         };
+        let _ = writeln!(
+            md,
+            "A step is saturated when {} {} completed less than the producer offered in the step's window by more than {:.0}% \
+             and the queue depth grew over the step with a slope t-statistic of at least {DEPTH_T_MIN} and R² of at least {DEPTH_R2_MIN} \
+             (saturated in most repetitions). \
+             \"Offered\" is what the producer achieved; \"producer short\" marks a step it could not offer within {:.0}% of the target.",
+            ramp.system,
+            ramp.variant,
+            TOLERANCE * 100.0,
+            TOLERANCE * 100.0
+        );
+        if ramp.error_rate > 0.0 {
+            let _ = writeln!(
+                md,
+                "The worst repetition lost, duplicated or failed {:.4} of its tasks.",
+                ramp.error_rate
+            );
+        }
+    }
+}
+
+/// Whether steps between the highest sustained and the saturated one split the repetitions.
+fn split_between(ramp: &crate::workloads::stress::Ramp) -> bool {
+    let index =
+        |rate: Option<f64>| rate.and_then(|r| ramp.steps.iter().position(|s| s.target_rate == r));
+    match (
+        index(ramp.highest_sustained_rate),
+        index(ramp.saturation_rate),
+    ) {
+        (Some(low), Some(high)) => high > low + 1,
+        (None, Some(high)) => high > 0,
+        _ => false,
     }
 }
 

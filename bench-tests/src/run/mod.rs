@@ -279,7 +279,7 @@ pub fn run_once(
         metrics.records_unsent,
     ));
     let spawn_ns = workers[0].started_unix_ns();
-    let timeseries = samples
+    let timeseries: Vec<TimePoint> = samples
         .iter()
         .map(|s| TimePoint {
             t_ms: (s.t_ns as f64 - spawn_ns as f64) / 1e6,
@@ -313,6 +313,8 @@ pub fn run_once(
             tally: &tally,
             queue_depth: &queue_depth,
             task_count: case.task_count,
+            timeseries: &timeseries,
+            worker_spawn_ns: spawn_ns,
         },
         &mut metrics,
     ));

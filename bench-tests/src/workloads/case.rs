@@ -62,6 +62,8 @@ pub struct Case {
     pub pbkdf2_iterations: Option<u64>,
     /// Mixed workload (`task` = "mixed"): the shares of each kind and the seed of their order.
     pub mix: Option<crate::workloads::mixed::MixSpec>,
+    /// Stress ramp: the open-loop steps (tasks/s, tasks) produced back to back.
+    pub schedule: Option<Vec<(f64, u64)>>,
 }
 
 impl Case {
@@ -88,6 +90,7 @@ impl Case {
             http_latency_ms: None,
             pbkdf2_iterations: None,
             mix: None,
+            schedule: None,
         }
     }
 

@@ -26,7 +26,7 @@ pub use case::{Case, Mode};
 use crate::measure::collector::Tally;
 use crate::profile::Profile;
 use crate::provision::brokers::Driver;
-use crate::result::{Configuration, DepthPoint, Metrics};
+use crate::result::{Configuration, DepthPoint, Metrics, TimePoint};
 
 /// One kind of load and what it measures.
 pub trait Workload: Sync {
@@ -78,6 +78,10 @@ pub struct Finished<'a> {
     /// Queue depth over the run (t_ms from worker spawn).
     pub queue_depth: &'a [DepthPoint],
     pub task_count: u64,
+    /// Worker RSS/CPU samples (t_ms from worker spawn, as `queue_depth`).
+    pub timeseries: &'a [TimePoint],
+    /// Worker spawn, unix ns: the origin of those t_ms (records carry unix ns).
+    pub worker_spawn_ns: u64,
 }
 
 /// A run that needs nothing beyond the system and the broker.
@@ -150,15 +154,21 @@ mod tests {
     }
 
     #[test]
-    fn stress_steps_are_distinct_groups_and_mixed_shares_one_sequence() {
+    fn stress_is_one_ramp_per_system_and_mixed_shares_one_sequence() {
         let profile = Profile::load(&crate::project_root(), "ci").unwrap();
         let stress = cases(&profile, "stress", Driver::Redis, 2).unwrap();
-        assert_eq!(stress.len(), profile.stress.steps.len() * 2);
+        assert_eq!(stress.len(), 2, "one continuous ramp per system");
+        let lead_in = (profile.stress.rates[0] * stress::LEAD_IN_SECONDS) as u64;
+        let total: u64 = profile.stress.counts().iter().sum::<u64>() + lead_in;
         let labels: Vec<String> = stress.iter().map(Case::label).collect();
         assert!(
-            labels.contains(&"asynctasq-redis-stress-asyncio-c20-n500-live".to_string()),
+            labels.contains(&format!(
+                "asynctasq-redis-stress-asyncio-c20-n{total}-paced"
+            )),
             "{labels:?}"
         );
+        assert!(stress.iter().all(|c| c.task_count == total
+            && c.schedule.as_ref().map(Vec::len) == Some(profile.stress.rates.len() + 1)));
         let mixed = cases(&profile, "mixed", Driver::Redis, 2).unwrap();
         assert_eq!(mixed.len(), 3);
         assert!(mixed

@@ -269,7 +269,7 @@ fn place(key: &GroupKey) -> String {
     format!("{}-{}", key.scenario, key.driver)
 }
 
-fn mean_of<'a>(summary: &'a Summary, key: &GroupKey, metric: &str) -> Option<&'a Group> {
+pub(crate) fn mean_of<'a>(summary: &'a Summary, key: &GroupKey, metric: &str) -> Option<&'a Group> {
     summary.groups.iter().find(|g| {
         g.metric == metric
             && (&g.scenario, &g.driver, &g.system, &g.variant, &g.mode)
@@ -557,7 +557,7 @@ fn num(x: f64, digits: usize) -> String {
 }
 
 /// What a report writes where a statistic does not exist or was not measured.
-const DASH: &str = "–";
+pub(crate) const DASH: &str = "–";
 
 fn or_dash(text: &str) -> &str {
     if text.is_empty() {

@@ -8,7 +8,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 
-use crate::analysis::summary::{self, Group, Summary};
+use super::{mean_of, DASH};
+use crate::analysis::summary;
 use crate::result::RunResult;
 
 pub const BEGIN: &str = "<!-- reference-results:begin (cargo xtask report --readme) -->";
@@ -79,7 +80,7 @@ pub fn table(results: &[RunResult]) -> String {
         "| scenario | system | variant | mode | broker | valid runs | tasks/s (95% CI) | enqueue/s | p50 / p99 ms | PSS / RSS MB | lost / dup |\n|---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     for (key, all) in summary::grouped(results) {
-        let get = |metric: &str| find(&s, &key, metric);
+        let get = |metric: &str| mean_of(&s, &key, metric);
         let latency = if key.mode == "paced" {
             format!(
                 "{} / {}",
@@ -89,7 +90,7 @@ pub fn table(results: &[RunResult]) -> String {
         } else {
             "artefact".to_string()
         };
-        let rate = get("throughput_tasks_per_sec").map_or("–".to_string(), |g| {
+        let rate = get("throughput_tasks_per_sec").map_or(DASH.to_string(), |g| {
             if g.n >= 2 {
                 format!(
                     "{} ({}–{})",
@@ -121,21 +122,10 @@ pub fn table(results: &[RunResult]) -> String {
     md
 }
 
-fn find<'a>(s: &'a Summary, key: &summary::GroupKey, metric: &str) -> Option<&'a Group> {
-    s.groups.iter().find(|g| {
-        g.metric == metric
-            && g.scenario == key.scenario
-            && g.system == key.system
-            && g.variant == key.variant
-            && g.mode == key.mode
-            && g.driver == key.driver
-    })
-}
-
 /// Thousands separated, `digits` decimals; "–" for what was not measured.
 fn num(value: Option<f64>, digits: usize) -> String {
     match value.filter(|v| v.is_finite()) {
-        None => "–".into(),
+        None => DASH.into(),
         Some(v) => {
             let text = format!("{v:.digits$}");
             let (int, frac) = text

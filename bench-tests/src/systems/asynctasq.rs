@@ -102,11 +102,7 @@ impl QueueSystem for AsyncTasq {
     /// Pending tasks: the Redis list `queue:<name>`, rows of `task_queue` in SQL, the
     /// broker's own queue elsewhere.
     fn queue_ref(&self, driver: Driver, queue: &str) -> QueueRef {
-        let sql = |depth, bytes| QueueRef::Sql {
-            queue: queue.into(),
-            depth,
-            bytes,
-        };
+        let sql = |depth, bytes| QueueRef::sql(queue, depth, bytes);
         match driver {
             Driver::Redis => QueueRef::RedisList(format!("queue:{queue}")),
             Driver::Postgres => sql(

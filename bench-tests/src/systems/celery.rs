@@ -87,11 +87,7 @@ impl QueueSystem for Celery {
     /// Pending tasks: the Redis list named after the queue, kombu's SQLAlchemy tables, the
     /// broker's own queue elsewhere.
     fn queue_ref(&self, driver: Driver, queue: &str) -> QueueRef {
-        let sql = |depth, bytes| QueueRef::Sql {
-            queue: queue.into(),
-            depth,
-            bytes,
-        };
+        let sql = |depth, bytes| QueueRef::sql(queue, depth, bytes);
         match driver {
             Driver::Redis => QueueRef::RedisList(queue.into()),
             Driver::Postgres => sql(

@@ -120,6 +120,23 @@ pub enum QueueRef {
 }
 
 impl QueueRef {
+    /// Queries over a SQL table of pending messages, for a system's `queue_ref`.
+    pub fn sql(queue: &str, depth: &'static str, bytes: &'static str) -> QueueRef {
+        QueueRef::Sql {
+            queue: queue.into(),
+            depth,
+            bytes,
+        }
+    }
+
+    /// The name of a broker's own queue, as `driver` (RabbitMQ, SQS) reads it.
+    pub fn name_on(&self, driver: Driver) -> Result<&str> {
+        match self {
+            QueueRef::Named(name) => Ok(name),
+            other => Err(other.mismatch(driver)),
+        }
+    }
+
     /// Error for a broker handed a queue of another broker's kind (a system module bug).
     pub fn mismatch(&self, driver: Driver) -> anyhow::Error {
         anyhow::anyhow!("{self:?} is not a queue on {driver}: the system's queue_ref is wrong")

@@ -133,7 +133,7 @@ impl Namespace for RabbitNamespace {
     }
 
     fn message_bytes(&self, queue: &QueueRef) -> Result<u64> {
-        let queue = queue_name(queue)?;
+        let queue = queue.name_on(Driver::Rabbitmq)?;
         let (url, queue) = (self.url.clone(), queue.to_string());
         block_on(LIMIT, async move {
             let conn = Connection::connect(&url, ConnectionProperties::default()).await?;
@@ -155,7 +155,7 @@ impl Namespace for RabbitNamespace {
     }
 
     fn queue_depth(&self, queue: &QueueRef) -> Result<u64> {
-        let queue = queue_name(queue)?;
+        let queue = queue.name_on(Driver::Rabbitmq)?;
         let (url, queue) = (self.url.clone(), queue.to_string());
         block_on(LIMIT, async move {
             let conn = Connection::connect(&url, ConnectionProperties::default()).await?;
@@ -204,11 +204,4 @@ fn server_version(url: &str) -> Result<String> {
         let _ = conn.close(200, "done").await;
         Ok(version)
     })
-}
-
-fn queue_name(queue: &QueueRef) -> Result<&str> {
-    match queue {
-        QueueRef::Named(name) => Ok(name),
-        other => Err(other.mismatch(Driver::Rabbitmq)),
-    }
 }

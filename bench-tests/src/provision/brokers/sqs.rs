@@ -234,7 +234,7 @@ impl Namespace for SqsNamespace {
     }
 
     fn message_bytes(&self, queue: &QueueRef) -> Result<u64> {
-        let queue = queue_name(queue)?;
+        let queue = queue.name_on(Driver::Sqs)?;
         let out = admin(
             &self.python,
             &self.fixtures,
@@ -246,7 +246,7 @@ impl Namespace for SqsNamespace {
     }
 
     fn queue_depth(&self, queue: &QueueRef) -> Result<u64> {
-        let queue = queue_name(queue)?;
+        let queue = queue.name_on(Driver::Sqs)?;
         let out = admin(
             &self.python,
             &self.fixtures,
@@ -332,11 +332,4 @@ fn start_moto(
     let tail = child.log_tail(10);
     child.stop(Duration::from_secs(2));
     bail!("moto_server did not listen on port {port}: {tail}")
-}
-
-fn queue_name(queue: &QueueRef) -> Result<&str> {
-    match queue {
-        QueueRef::Named(name) => Ok(name),
-        other => Err(other.mismatch(Driver::Sqs)),
-    }
 }

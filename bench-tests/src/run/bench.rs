@@ -59,6 +59,11 @@ pub fn parse_rates(text: &str) -> Result<Vec<f64>> {
         .collect()
 }
 
+/// Whether `case`'s workload measures the broker's own ceiling beside it.
+fn measures_ceiling(case: &Case) -> bool {
+    workloads::get(case.scenario).is_ok_and(|w| w.measures_broker_ceiling())
+}
+
 /// `--variant` matches a case's variant label (`threads-c10`, `asyncio-c10-at500`), its
 /// variant without rate or step (`asyncio-c10`), or its pool (`prefork`).
 fn variant_matches(filter: &str, case: &Case) -> bool {
@@ -178,7 +183,7 @@ impl BenchPlan {
         let mut drivers: Vec<Driver> = self
             .cases
             .iter()
-            .filter(|c| workloads::get(c.scenario).is_ok_and(|w| w.measures_broker_ceiling()))
+            .filter(|c| measures_ceiling(c))
             .map(|c| c.driver)
             .collect();
         drivers.sort();
@@ -280,7 +285,7 @@ pub fn execute(h: &Harness, plan: &BenchPlan, results_root: &Path) -> Result<Ben
         order.shuffle(&mut rand::rngs::StdRng::seed_from_u64(
             plan.seed.wrapping_add(u64::from(round)),
         ));
-        if !warmup && order.iter().any(|&i| cases[i].scenario == "drivers") {
+        if !warmup && order.iter().any(|&i| measures_ceiling(&cases[i])) {
             measure_ceilings(h, plan, &run_dir, repetition, &bar, &mut failures);
         }
         for (position, &index) in order.iter().enumerate() {
@@ -418,14 +423,14 @@ pub struct PrimaryMetric {
 
 /// Drain and live: throughput, the number those runs exist for. Paced: the offered rate
 /// fixes the throughput, so latency decides; p99, the noisiest of the latency figures the
-/// criteria check (mean, p95, p99), so when it is precise the others are too. Cold start:
-/// the time from worker spawn to the task's end, the only figure of a one-task run.
+/// criteria check (mean, p95, p99), so when it is precise the others are too. A workload
+/// may name its own (cold start: spawn to the task's end).
 pub fn primary_metric(case: &Case) -> PrimaryMetric {
-    if case.scenario == "coldstart" {
-        return PrimaryMetric {
-            name: "processing_time_from_spawn_seconds",
-            value: |r| r.metrics.processing_time_from_spawn_seconds,
-        };
+    if let Some(own) = workloads::get(case.scenario)
+        .ok()
+        .and_then(|w| w.primary_metric())
+    {
+        return own;
     }
     match case.mode {
         crate::workloads::Mode::Paced => PrimaryMetric {

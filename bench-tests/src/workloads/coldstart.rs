@@ -4,6 +4,7 @@
 use super::{Case, Workload};
 use crate::profile::Profile;
 use crate::provision::brokers::Driver;
+use crate::run::bench::PrimaryMetric;
 use crate::systems::{System, Variant};
 
 pub struct Coldstart;
@@ -11,6 +12,14 @@ pub struct Coldstart;
 impl Workload for Coldstart {
     fn name(&self) -> &'static str {
         "coldstart"
+    }
+
+    /// The time from worker spawn to the task's end: the only figure of a one-task run.
+    fn primary_metric(&self) -> Option<PrimaryMetric> {
+        Some(PrimaryMetric {
+            name: "processing_time_from_spawn_seconds",
+            value: |r| r.metrics.processing_time_from_spawn_seconds,
+        })
     }
 
     fn cases(&self, profile: &Profile, driver: Driver, _cpus: u32) -> Vec<Case> {

@@ -47,6 +47,11 @@ pub trait Workload: Sync {
     fn measures_broker_ceiling(&self) -> bool {
         false
     }
+    /// The metric whose CI decides when its cases have run often enough (None: the mode's,
+    /// tasks/s or paced p99; see `run::bench::primary_metric`).
+    fn primary_metric(&self) -> Option<crate::run::bench::PrimaryMetric> {
+        None
+    }
     /// Starts what one run of `case` needs, in the run's directory `dir`.
     fn start_run(&self, _case: &Case, _dir: &Path) -> Result<Box<dyn RunPart>> {
         Ok(Box::new(NothingMore))

@@ -36,7 +36,7 @@ pub struct DepthPoint {
     pub depth: u64,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Configuration {
     pub system: String,
     pub driver: String,
@@ -69,6 +69,20 @@ pub struct Configuration {
     pub celery_prefetch_multiplier: Option<u32>,
     #[serde(default)]
     pub celery_acks: Option<String>,
+    /// When the worker acknowledges a message: `at-least-once` (after the task) or
+    /// `at-most-once` (on receipt). Systems are compared only at the same semantics.
+    #[serde(default)]
+    pub delivery: Option<String>,
+    /// Settings the system module chose beyond its defaults for this variant, by the
+    /// system's own names, e.g. `broker_transport_options.max_connections`.
+    #[serde(default)]
+    pub settings: BTreeMap<String, String>,
+    /// The log level both systems' workers run at.
+    #[serde(default)]
+    pub worker_log_level: Option<String>,
+    /// I/O runs: the tasks' HTTP client and its installed version, e.g. `aiohttp 3.14.5`.
+    #[serde(default)]
+    pub http_client: Option<String>,
     #[serde(default)]
     pub broker_source: String,
     /// I/O runs: latency the mock HTTP server injected per request.
@@ -195,6 +209,10 @@ pub struct Metrics {
     /// latency, memory, whether it saturated).
     #[serde(default)]
     pub stress_steps: Option<Vec<crate::workloads::stress::StressStep>>,
+    /// Sockets the producer opened inside its timed window (None: not measured). Above 0,
+    /// connection setup was timed as dispatch, and the run is invalid.
+    #[serde(default)]
+    pub producer_sockets_opened: Option<u64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -354,3 +354,27 @@ fn regenerating_keeps_the_seed_and_failures_when_a_statistic_is_null() {
     let md = std::fs::read_to_string(out.path().join("report.md")).unwrap();
     assert!(!md.contains("NaN"), "{md}");
 }
+
+/// Every figure in the README's reference block is regenerated from the raw runs committed
+/// under results/reference/: the block as it stands must be what those runs give.
+#[test]
+fn the_readme_block_is_what_the_committed_reference_runs_give() {
+    let root = bench_tests::project_root();
+    let reference = root.join("results/reference");
+    let dirs = report::readme::reference_dirs(&reference).unwrap();
+    assert!(
+        !dirs.is_empty(),
+        "no reference runs under {}",
+        reference.display()
+    );
+    let block = report::readme::block(&reference, &dirs).unwrap();
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let current = report::readme::current(&readme).expect("README has the reference markers");
+    assert!(
+        current == block,
+        "README.md's reference block is not what results/reference/ gives: run `cargo xtask report --readme`"
+    );
+    // The block quotes valid runs, comparisons at equal delivery semantics, and verdicts.
+    assert!(block.contains("| throughput | asynctasq | asyncio-c10 | drain | redis |"));
+    assert!(block.contains("threads-c10-acks_late"));
+}

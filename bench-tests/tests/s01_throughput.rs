@@ -15,6 +15,9 @@ use rstest::rstest;
 #[rstest]
 #[case::asynctasq_asyncio(System::ASYNCTASQ, "asyncio")]
 #[case::celery_threads(System::CELERY, "threads")]
+#[case::celery_threads_acks_late(System::CELERY, "threads-acks_late")]
+#[case::celery_gevent(System::CELERY, "gevent-acks_late")]
+#[case::celery_eventlet(System::CELERY, "eventlet-acks_late")]
 #[case::celery_prefork(System::CELERY, "prefork")]
 #[case::celery_solo(System::CELERY, "solo")]
 fn throughput_completes_exactly(
@@ -48,8 +51,20 @@ fn throughput_completes_exactly(
     assert!(m.memory_rss_mb > 0.0 && m.cpu_percent.is_some_and(|c| c > 0.0));
     assert!(out.result.errors.is_empty(), "{:?}", out.result.errors);
     assert!(m.worker_stopped_gracefully, "SIGTERM stopped the worker");
+    // The producer's connection was open before its timed window (the old Celery producer
+    // opened two sockets inside it, on its first send).
+    assert_eq!(m.producer_sockets_opened, Some(0));
+    let c = &out.result.configuration;
+    let late = system == System::ASYNCTASQ || case.variant.option("acks") == Some("late");
+    let delivery = if late {
+        "at-least-once"
+    } else {
+        "at-most-once"
+    };
+    assert_eq!(c.delivery.as_deref(), Some(delivery));
+    assert_eq!(c.worker_log_level.as_deref(), Some("WARNING"));
     // Prefork spreads tasks over its children; the others run them in one process.
-    let expected_pids = if pool == "prefork" {
+    let expected_pids = if case.variant.pool == "prefork" {
         2..=case.variant.concurrency
     } else {
         1..=1
@@ -353,11 +368,15 @@ fn shape(value: &serde_json::Value) -> serde_json::Value {
 /// from each task's intended time (so it includes any lateness of the producer).
 #[rstest]
 #[case::asynctasq(System::ASYNCTASQ, "asyncio")]
-#[case::celery(System::CELERY, "threads")]
+#[case::celery(System::CELERY, "threads-acks_late")]
 fn paced_mode_holds_its_rate(#[case] system: System, #[case] pool: &str) {
     let case = common::scenario_cases("throughput")
         .into_iter()
-        .find(|c| c.variant.system == system && c.variant.pool == pool && c.mode == Mode::Paced)
+        .find(|c| {
+            c.variant.system == system
+                && common::pool_and_options(&c.variant) == pool
+                && c.mode == Mode::Paced
+        })
         .expect("a paced case");
     let rate = case.rate.unwrap();
     let out = common::run_ci(&case);

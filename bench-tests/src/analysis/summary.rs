@@ -164,11 +164,25 @@ fn sizes(runs: &[&RunResult]) -> Option<Sizes> {
     })
 }
 
-/// Like with like: same scenario, driver and mode, same concurrency, rate and size.
+/// The delivery semantics the runs state (None: not stated, as in the plan's format).
+fn delivery<'a>(runs: &[&'a RunResult]) -> Option<&'a str> {
+    runs.first()?.configuration.delivery.as_deref()
+}
+
+/// Like with like: same scenario, driver and mode, same concurrency, rate and size; and
+/// across systems the same delivery semantics (AsyncTasQ's ack after the task is compared
+/// with Celery's `acks_late`, not with its early ack). One system's variants may differ in
+/// it: that pair shows what the guarantee costs.
 fn like_for_like((ka, a): (&GroupKey, &[&RunResult]), (kb, b): (&GroupKey, &[&RunResult])) -> bool {
+    let same_delivery = ka.system == kb.system
+        || match (delivery(a), delivery(b)) {
+            (Some(x), Some(y)) => x == y,
+            _ => true,
+        };
     (&ka.scenario, &ka.driver, &ka.mode) == (&kb.scenario, &kb.driver, &kb.mode)
         && same_sizes(&ka.variant, &kb.variant)
         && sizes(a) == sizes(b)
+        && same_delivery
 }
 
 pub fn metric(name: &str) -> Option<&'static MetricDef> {
@@ -605,6 +619,48 @@ mod tests {
         assert_eq!(
             pairs.into_iter().collect::<Vec<_>>(),
             [("asyncio-c10".to_string(), "threads-c10".to_string())]
+        );
+    }
+
+    #[test]
+    fn systems_pair_only_at_the_same_delivery_semantics() {
+        let stated = |mut runs: Vec<RunResult>, delivery: &str| {
+            for r in &mut runs {
+                r.configuration.delivery = Some(delivery.into());
+            }
+            runs
+        };
+        let mut runs = stated(
+            reps("asynctasq", "asyncio-c10", "drain", 10, 3000.0),
+            "at-least-once",
+        );
+        runs.extend(stated(
+            reps("celery", "threads-c10", "drain", 10, 800.0),
+            "at-most-once",
+        ));
+        runs.extend(stated(
+            reps("celery", "threads-c10-acks_late", "drain", 10, 700.0),
+            "at-least-once",
+        ));
+        let s = summarize(&runs);
+        let pairs: std::collections::BTreeSet<(String, String)> = s
+            .comparisons
+            .iter()
+            .map(|c| (c.variant_a.clone(), c.variant_b.clone()))
+            .collect();
+        // Before: AsyncTasQ (ack after the task) was also paired with Celery's early ack.
+        assert_eq!(
+            pairs.into_iter().collect::<Vec<_>>(),
+            [
+                (
+                    "asyncio-c10".to_string(),
+                    "threads-c10-acks_late".to_string()
+                ),
+                (
+                    "threads-c10".to_string(),
+                    "threads-c10-acks_late".to_string()
+                ),
+            ]
         );
     }
 

@@ -24,6 +24,9 @@ pub struct ProducerWindow {
     pub lateness_p99_ms: Option<f64>,
     #[serde(default)]
     pub lateness_max_ms: Option<f64>,
+    /// Sockets the producer held at the window's end that it did not hold at its start.
+    #[serde(default)]
+    pub sockets_opened_in_window: Option<u64>,
 }
 
 /// Latency distributions of one run, in nanoseconds.
@@ -153,6 +156,7 @@ pub fn metrics(input: &MeasureInput) -> (Metrics, Histograms) {
         records_unsent: tally.unsent,
         memory_pss_mb: usage.peak_pss_mb,
         stress_steps: None,
+        producer_sockets_opened: input.producer.sockets_opened_in_window,
     };
     (metrics, h)
 }
@@ -215,6 +219,7 @@ mod tests {
                 lateness_p50_ms: None,
                 lateness_p99_ms: None,
                 lateness_max_ms: None,
+                sockets_opened_in_window: Some(0),
             },
             worker_spawn_ns: 500_000_000,
             samples: &[],
@@ -270,6 +275,7 @@ mod tests {
                 lateness_p50_ms: None,
                 lateness_p99_ms: None,
                 lateness_max_ms: None,
+                sockets_opened_in_window: Some(0),
             },
             worker_spawn_ns: 0,
             samples,

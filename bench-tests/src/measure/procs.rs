@@ -156,6 +156,14 @@ impl ManagedChild {
         &self.stdout_path
     }
 
+    /// All of stderr (lossy UTF-8), e.g. to verify a worker's configuration lines however
+    /// much it wrote after them.
+    pub fn stderr(&self) -> String {
+        std::fs::read(&self.stderr_path)
+            .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
+            .unwrap_or_default()
+    }
+
     /// The last `lines` lines of stderr, for error messages.
     pub fn stderr_tail(&self, lines: usize) -> String {
         tail_of_file(&self.stderr_path, lines)

@@ -41,7 +41,9 @@ pub fn reference_dirs(root: &Path) -> Result<Vec<PathBuf>> {
 }
 
 /// The Markdown block: one section per reference directory (the command that made it,
-/// from its `command.txt`, and its host), one row per group of valid runs.
+/// from its `command.txt`, and its host): one row per group of valid runs, then the
+/// like-for-like comparisons across systems on each mode's primary metric, then the
+/// verdicts of the criteria of the `profile.toml` beside the run directory, if any.
 pub fn block(root: &Path, dirs: &[PathBuf]) -> Result<String> {
     let mut md = String::new();
     for dir in dirs {
@@ -68,8 +70,86 @@ pub fn block(root: &Path, dirs: &[PathBuf]) -> Result<String> {
         );
         md.push_str(&table(&measured));
         md.push('\n');
+        let summary = summary::summarize(&measured);
+        md.push_str(&comparisons(&summary));
+        let profile = dir.parent().map(|p| p.join("profile.toml"));
+        if let Some(profile) = profile.filter(|p| p.exists()) {
+            let profile = crate::profile::Profile::load(root, &profile.to_string_lossy())?;
+            md.push_str(&verdicts(&crate::analysis::criteria::evaluate(
+                &profile.criteria,
+                &summary,
+            )));
+        }
     }
     Ok(md)
+}
+
+/// The metric a mode is compared on: tasks/s, or p99 latency for open-loop runs.
+fn primary_metric(mode: &str) -> &'static str {
+    if mode == "paced" {
+        "latency_p99_ms"
+    } else {
+        "throughput_tasks_per_sec"
+    }
+}
+
+/// Cross-system pairs (same concurrency, rate, mode and delivery semantics) on each mode's
+/// primary metric: the ratio A/B with its bootstrap CI, Holm-corrected p and the verdict.
+pub fn comparisons(summary: &summary::Summary) -> String {
+    let rows: Vec<_> = summary
+        .comparisons
+        .iter()
+        .filter(|c| c.a != c.b && c.metric == primary_metric(&c.mode))
+        .collect();
+    if rows.is_empty() {
+        return String::new();
+    }
+    let mut md = String::from(
+        "| scenario | broker | A | B | metric | A / B (95% CI) | p (Holm) | verdict |\n|---|---|---|---|---|---|---|---|\n",
+    );
+    for c in rows {
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} {} | {} {} | {} | {} ({}–{}) | {} | {} |",
+            c.scenario,
+            c.driver,
+            c.a,
+            c.variant_a,
+            c.b,
+            c.variant_b,
+            c.metric,
+            num(Some(c.ratio), 2),
+            num(Some(c.ratio_ci95_low), 2),
+            num(Some(c.ratio_ci95_high), 2),
+            num(Some(c.p_holm), 3),
+            c.verdict
+        );
+    }
+    md.push('\n');
+    md
+}
+
+/// The criteria's verdicts: pass or fail only when the 95% CI clears the threshold.
+pub fn verdicts(verdicts: &[crate::analysis::criteria::Verdict]) -> String {
+    if verdicts.is_empty() {
+        return String::new();
+    }
+    let mut md =
+        String::from("| claim | measured on | value (95% CI) | verdict |\n|---|---|---|---|\n");
+    for v in verdicts {
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} ({}–{}) | **{}** |",
+            v.claim,
+            v.measured_on,
+            num(v.value, 2),
+            num(v.ci95_low, 2),
+            num(v.ci95_high, 2),
+            v.status
+        );
+    }
+    md.push('\n');
+    md
 }
 
 /// One row per group: valid runs, tasks/s as mean with its 95% CI, enqueue/s, latency

@@ -237,7 +237,7 @@ pub fn run_once(
             &case.variant,
             case.driver,
             &worker.stdout(),
-            &worker.stderr_tail(400),
+            &worker.stderr(),
         ));
     }
     if !graceful {
@@ -278,6 +278,11 @@ pub fn run_once(
     errors.extend(crate::measure::collector::unsent_error(
         metrics.records_unsent,
     ));
+    if let Some(opened @ 1..) = metrics.producer_sockets_opened {
+        errors.push(format!(
+            "the producer opened {opened} socket(s) inside its timed window: connection setup was timed as dispatch"
+        ));
+    }
     let spawn_ns = workers[0].started_unix_ns();
     let timeseries: Vec<TimePoint> = samples
         .iter()
@@ -336,8 +341,18 @@ pub fn run_once(
         producer_batch: case.producer_batch,
         celery_prefetch_multiplier: None,
         celery_acks: None,
+        delivery: Some(system.delivery(&case.variant).name().into()),
+        worker_log_level: Some(systems::WORKER_LOG_LEVEL.into()),
+        settings: Default::default(),
+        http_client: case.variant.option("http").map(|client| {
+            let version = h.environment.versions.get(client);
+            format!(
+                "{client} {}",
+                version.map_or("(version unknown)", String::as_str)
+            )
+        }),
         broker_source: space.broker.info().source.clone(),
-        caveats: systems::caveats(system, namespace),
+        caveats: systems::caveats(&case.variant, namespace),
         http_latency_ms: case.http_latency_ms,
         pbkdf2_iterations: case.pbkdf2_iterations,
         mix: case.mix.clone(),

@@ -1,4 +1,5 @@
-//! AsyncTasQ: `python -m asynctasq worker`, configured by ASYNCTASQ_* variables.
+//! AsyncTasQ: its own worker CLI (through `tasq_fixtures.asynctasq_worker`, which sets the
+//! log level Celery runs at), configured by ASYNCTASQ_* variables.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -6,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Result};
 
-use super::{QueueSystem, RunEnv, Variant};
+use super::{Delivery, QueueSystem, RunEnv, Variant};
 use crate::provision::brokers::{Driver, Endpoint, QueueRef};
 
 /// Creating AsyncTasQ's tables takes a second or two; a minute means something is wrong.
@@ -20,7 +21,7 @@ impl QueueSystem for AsyncTasq {
     }
 
     fn packages(&self) -> &'static [&'static str] {
-        &["asynctasq"]
+        &["asynctasq", "uvloop", "aiohttp", "httpx"]
     }
 
     fn drivers(&self) -> &'static [Driver] {
@@ -40,11 +41,17 @@ impl QueueSystem for AsyncTasq {
         command
     }
 
+    /// `python -m asynctasq worker ...`, run by a launcher that sets the root log level to
+    /// WARNING after AsyncTasQ's own logging setup (which fixes INFO: two lines per task).
     fn worker_command(&self, variant: &Variant, env: &RunEnv) -> Command {
         let mut command = self.configured(env, env.python.python.clone());
+        command.env("BENCH_ASYNCTASQ_LOG_LEVEL", super::WORKER_LOG_LEVEL);
+        if let Some(client) = variant.option("http") {
+            command.env("BENCH_HTTP_CLIENT", client);
+        }
         command.args([
             "-m",
-            "asynctasq",
+            "tasq_fixtures.asynctasq_worker",
             "worker",
             "--driver",
             env.broker.driver().name(),
@@ -82,8 +89,9 @@ impl QueueSystem for AsyncTasq {
         Ok(())
     }
 
-    /// AsyncTasQ logs `Starting worker: driver=D, queues=[...], concurrency=N` and its
-    /// banner names the driver class.
+    /// At WARNING AsyncTasQ logs none of its settings, so the launcher reads them from the
+    /// Worker object as it starts (`BENCH_CONFIG key=value`); the banner names the driver
+    /// class too.
     fn expected_log(&self, variant: &Variant, driver: Driver) -> Vec<String> {
         let class = match driver {
             Driver::Redis => "RedisDriver",
@@ -92,11 +100,29 @@ impl QueueSystem for AsyncTasq {
             Driver::Rabbitmq => "RabbitMQDriver",
             Driver::Sqs => "SQSDriver",
         };
-        vec![
-            format!("driver={}", driver.name()),
+        let mut lines: Vec<String> = [
+            format!("driver_class={class}"),
             format!("concurrency={}", variant.concurrency),
-            class.to_string(),
+            format!("log_level={}", super::WORKER_LOG_LEVEL),
         ]
+        .iter()
+        .map(|setting| format!("BENCH_CONFIG {setting}\n"))
+        .collect();
+        lines.push(class.to_string());
+        lines
+    }
+
+    /// INFO lines AsyncTasQ writes at startup and per task.
+    fn forbidden_log(&self, _variant: &Variant) -> Vec<(String, String)> {
+        ["Using uvloop event loop policy", "Processing task"]
+            .map(|line| (line.into(), super::LOG_LEVEL_NOT_APPLIED.into()))
+            .into()
+    }
+
+    /// Every driver acknowledges after the task (Redis: LMOVE to a processing list; SQL:
+    /// a locked row; RabbitMQ and SQS: ack / delete after the task).
+    fn delivery(&self, _variant: &Variant) -> Delivery {
+        Delivery::AtLeastOnce
     }
 
     /// Pending tasks: the Redis list `queue:<name>`, rows of `task_queue` in SQL, the

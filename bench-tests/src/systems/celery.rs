@@ -5,7 +5,7 @@ use std::process::Command;
 
 use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
 
-use super::{QueueSystem, RunEnv, Variant};
+use super::{Delivery, QueueSystem, RunEnv, Variant};
 use crate::provision::brokers::{Driver, Endpoint, QueueRef};
 use crate::result::Configuration;
 use crate::workloads::Case;
@@ -21,7 +21,7 @@ impl QueueSystem for Celery {
     }
 
     fn packages(&self) -> &'static [&'static str] {
-        &["celery"]
+        &["celery", "gevent", "eventlet", "requests", "httpx"]
     }
 
     fn drivers(&self) -> &'static [Driver] {
@@ -45,8 +45,19 @@ impl QueueSystem for Celery {
         command
     }
 
+    /// Options: `acks=late` (task_acks_late), `http=requests|httpx` (the io task's client).
     fn worker_command(&self, variant: &Variant, env: &RunEnv) -> Command {
         let mut command = self.configured(env, env.python.bin("celery"));
+        command.env("BENCH_CELERY_POOL", &variant.pool).env(
+            "BENCH_CELERY_ACKS",
+            variant.option("acks").unwrap_or("early"),
+        );
+        if let Some(client) = variant.option("http") {
+            command.env("BENCH_HTTP_CLIENT", client);
+        }
+        if let Some(options) = worker_transport_options(variant, &env.broker.endpoint()) {
+            command.env("BENCH_CELERY_TRANSPORT_OPTIONS", options);
+        }
         command.args([
             "-A",
             "tasq_fixtures.celery_app",
@@ -60,12 +71,14 @@ impl QueueSystem for Celery {
             "--without-mingle",
             "--without-heartbeat",
             "--loglevel",
-            "WARNING",
+            super::WORKER_LOG_LEVEL,
         ]);
         command
     }
 
-    /// Celery prints its banner with `concurrency: N (pool)` and the transport URL.
+    /// Celery prints its banner with `concurrency: N (pool)` and the transport URL; the app
+    /// writes the settings that took effect when the worker is ready (`BENCH_CONFIG`), and
+    /// for gevent and eventlet whether their monkey-patching replaced the socket module.
     fn expected_log(&self, variant: &Variant, driver: Driver) -> Vec<String> {
         let pool_word = match variant.pool.as_str() {
             "threads" => "thread",
@@ -78,10 +91,45 @@ impl QueueSystem for Celery {
             Driver::Rabbitmq => "amqp://",
             Driver::Sqs => "sqs://",
         };
-        vec![
+        let acks_late = if late_acks(variant) { "True" } else { "False" };
+        let mut lines = vec![
             format!("concurrency: {} ({pool_word})", variant.concurrency),
             format!("transport:   {transport}"),
+            format!("BENCH_CONFIG acks_late={acks_late}\n"),
+            format!("BENCH_CONFIG log_level={}\n", super::WORKER_LOG_LEVEL),
+        ];
+        if matches!(variant.pool.as_str(), "gevent" | "eventlet") {
+            lines.push(format!(
+                "BENCH_POOL_CHECK {} monkey_patched socket=True\n",
+                variant.pool
+            ));
+        }
+        if let Some(n) = redis_max_connections(variant, driver) {
+            lines.push(format!("BENCH_CONFIG redis_max_connections={n}\n"));
+        }
+        lines
+    }
+
+    /// Celery's INFO records (`[time: INFO/MainProcess] ...`), and a failed ack: Celery
+    /// logs it (CRITICAL) and goes on, and the broker delivers the task again later.
+    fn forbidden_log(&self, _variant: &Variant) -> Vec<(String, String)> {
+        vec![
+            (": INFO/".into(), super::LOG_LEVEL_NOT_APPLIED.into()),
+            (
+                "Couldn't ack".into(),
+                "Celery could not acknowledge tasks it ran; the broker will deliver them again"
+                    .into(),
+            ),
         ]
+    }
+
+    /// Early ack (Celery's default) acknowledges a message when the worker receives it.
+    fn delivery(&self, variant: &Variant) -> Delivery {
+        if late_acks(variant) {
+            Delivery::AtLeastOnce
+        } else {
+            Delivery::AtMostOnce
+        }
     }
 
     /// Pending tasks: the Redis list named after the queue, kombu's SQLAlchemy tables, the
@@ -102,22 +150,45 @@ impl QueueSystem for Celery {
         }
     }
 
-    fn caveats(&self, driver: Driver) -> Vec<String> {
-        match driver {
-            Driver::Postgres | Driver::Mysql => {
-                vec!["experimental: Celery through kombu's SQLAlchemy transport".into()]
-            }
-            _ => Vec::new(),
+    fn caveats(&self, variant: &Variant, driver: Driver) -> Vec<String> {
+        let mut caveats = Vec::new();
+        if matches!(driver, Driver::Postgres | Driver::Mysql) {
+            caveats.push("experimental: Celery through kombu's SQLAlchemy transport".into());
         }
+        if variant.pool == "eventlet" {
+            caveats.push(
+                "eventlet is deprecated upstream (bug-fix mode); Celery still ships its pool"
+                    .into(),
+            );
+        }
+        caveats
     }
 
     fn record_settings(&self, case: &Case, configuration: &mut Configuration) {
         configuration.celery_prefetch_multiplier = Some(case.celery_prefetch_multiplier);
-        configuration.celery_acks = Some(match case.variant.option("acks") {
-            Some("late") => "late (task_acks_late)".to_string(),
-            _ => "early (Celery default)".to_string(),
+        configuration.celery_acks = Some(if late_acks(&case.variant) {
+            "late (task_acks_late)".to_string()
+        } else {
+            "early (Celery default)".to_string()
         });
+        if let Some(n) = redis_max_connections(&case.variant, case.driver) {
+            configuration.settings.insert(
+                "broker_transport_options.max_connections".into(),
+                n.to_string(),
+            );
+        }
     }
+}
+
+/// A Celery variant with `task_acks_late`: at-least-once, as AsyncTasQ acknowledges, so the
+/// two are compared at the same delivery semantics. Workloads that set a Celery variant
+/// against an AsyncTasQ one use this; `throughput` also measures the early-ack default.
+pub fn acking_late(pool: &str, concurrency: u32) -> Variant {
+    Variant::new(super::System::CELERY, pool, concurrency).with("acks", "late")
+}
+
+fn late_acks(variant: &Variant) -> bool {
+    variant.option("acks") == Some("late")
 }
 
 /// Celery's broker URL for a namespace. Credentials in the SQS URL are percent-encoded:
@@ -153,6 +224,30 @@ pub fn broker_url(endpoint: &Endpoint) -> String {
             )
         }
     }
+}
+
+/// Connections kombu's Redis transport may open beside the green threads' own: the
+/// consumer's and the producer pool's.
+const REDIS_SPARE_CONNECTIONS: u32 = 10;
+
+/// kombu's Redis transport pools at most 10 connections (its `max_connections`). A green
+/// pool acking late acks from each green thread, so above 10 of them acks fail with
+/// `MaxConnectionsError` (Celery logs "Couldn't ack" and goes on: celery/celery#1350). Green
+/// pools on Redis get room for every green thread, the setting that users apply.
+fn redis_max_connections(variant: &Variant, driver: Driver) -> Option<u32> {
+    let green = matches!(variant.pool.as_str(), "gevent" | "eventlet");
+    (green && driver == Driver::Redis).then_some(variant.concurrency + REDIS_SPARE_CONNECTIONS)
+}
+
+/// The worker's `broker_transport_options`: the broker's own, plus the pool's.
+fn worker_transport_options(variant: &Variant, endpoint: &Endpoint) -> Option<String> {
+    let driver = match endpoint {
+        Endpoint::Redis { .. } => Driver::Redis,
+        _ => return transport_options(endpoint),
+    };
+    redis_max_connections(variant, driver)
+        .map(|n| serde_json::json!({ "max_connections": n }).to_string())
+        .or_else(|| transport_options(endpoint))
 }
 
 /// JSON for Celery's `broker_transport_options`, where the transport needs any (SQS).

@@ -28,7 +28,8 @@ use crate::workloads::Case;
 pub trait QueueSystem: Sync {
     /// Lowercase name used on the command line and in results, e.g. `celery`.
     fn name(&self) -> &'static str;
-    /// Python distributions whose installed versions every result records.
+    /// Python distributions the venv must hold for it (itself, its pools' and the io
+    /// workload's clients); a venv without one is rebuilt.
     fn packages(&self) -> &'static [&'static str];
     /// Brokers it can use.
     fn drivers(&self) -> &'static [Driver];
@@ -45,14 +46,41 @@ pub trait QueueSystem: Sync {
     }
     /// Lines its worker's own output must contain when `variant` took effect on `driver`.
     fn expected_log(&self, variant: &Variant, driver: Driver) -> Vec<String>;
+    /// Text its worker's output must not contain, each with what it means: a log line
+    /// below the level both systems run at (WARNING) shows the level did not take effect;
+    /// an error the system only logs (a failed ack) is a defect of the run.
+    fn forbidden_log(&self, _variant: &Variant) -> Vec<(String, String)> {
+        Vec::new()
+    }
+    /// When a message is acknowledged, which decides what a crash costs: comparisons across
+    /// systems pair only variants with the same semantics.
+    fn delivery(&self, variant: &Variant) -> Delivery;
     /// Where its pending messages of `queue` wait on `driver`, for depth and size reads.
     fn queue_ref(&self, driver: Driver, queue: &str) -> QueueRef;
-    /// Results on `driver` that readers must weigh differently.
-    fn caveats(&self, _driver: Driver) -> Vec<String> {
+    /// Results of `variant` on `driver` that readers must weigh differently.
+    fn caveats(&self, _variant: &Variant, _driver: Driver) -> Vec<String> {
         Vec::new()
     }
     /// States its settings for `case` in the result (prefetch, acks, ...).
     fn record_settings(&self, _case: &Case, _configuration: &mut Configuration) {}
+}
+
+/// A message's delivery guarantee, from when the worker acknowledges it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    /// Acknowledged after the task ran: a worker crash redelivers it.
+    AtLeastOnce,
+    /// Acknowledged when received: a worker crash loses it.
+    AtMostOnce,
+}
+
+impl Delivery {
+    pub fn name(self) -> &'static str {
+        match self {
+            Delivery::AtLeastOnce => "at-least-once",
+            Delivery::AtMostOnce => "at-most-once",
+        }
+    }
 }
 
 /// A handle on a registered system: compared, ordered and serialized by name.
@@ -224,6 +252,13 @@ impl RunEnv<'_> {
     }
 }
 
+/// Both systems' workers log at this level (Celery's `--loglevel`; AsyncTasQ through its
+/// launcher), so neither pays for log lines the other does not write.
+pub const WORKER_LOG_LEVEL: &str = "WARNING";
+
+/// What a log line below [`WORKER_LOG_LEVEL`] in a worker's output means.
+pub const LOG_LEVEL_NOT_APPLIED: &str = "its log level did not take effect";
+
 /// The worker command of a variant.
 pub fn worker_command(variant: &Variant, env: &RunEnv) -> Command {
     variant.system.worker_command(variant, env)
@@ -268,26 +303,36 @@ pub fn verify_worker_config(
     stdout: &str,
     stderr: &str,
 ) -> Vec<String> {
-    let log = format!("{stdout}\n{stderr}");
-    variant
-        .system
+    // Line-ended, so a needle ending in "\n" matches a last line too (tails are trimmed).
+    let log = format!("{stdout}\n{stderr}\n");
+    let system = variant.system;
+    let missing = system
         .expected_log(variant, driver)
         .into_iter()
         .filter(|needle| !log.contains(needle.as_str()))
-        .map(|needle| format!("{} worker log does not confirm '{needle}'", variant.system))
-        .collect()
+        .map(|needle| format!("{system} worker log does not confirm '{needle}'"));
+    let present = system
+        .forbidden_log(variant)
+        .into_iter()
+        .filter_map(|(needle, meaning)| {
+            let times = log.matches(needle.as_str()).count();
+            (times > 0)
+                .then(|| format!("{system} worker log contains '{needle}' ({times}x): {meaning}"))
+        });
+    missing.chain(present).collect()
 }
 
 /// Results of a system on a broker that readers must weigh differently.
-pub fn caveats(system: System, broker: &dyn Namespace) -> Vec<String> {
+pub fn caveats(variant: &Variant, broker: &dyn Namespace) -> Vec<String> {
     let mut caveats: Vec<String> = broker.caveat().into_iter().collect();
-    caveats.extend(system.caveats(broker.driver()));
+    caveats.extend(variant.system.caveats(variant, broker.driver()));
     caveats
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::result::Configuration;
 
     #[test]
     fn parse_lists_valid_systems() {
@@ -303,7 +348,112 @@ mod tests {
             assert!(!system.drivers().is_empty(), "{system}");
             assert!(!system.pools().is_empty(), "{system}");
         }
-        assert_eq!(packages(), ["asynctasq", "celery"]);
+        for package in [
+            "asynctasq",
+            "celery",
+            "gevent",
+            "eventlet",
+            "aiohttp",
+            "requests",
+        ] {
+            assert!(packages().contains(&package), "{package}");
+        }
+    }
+
+    /// What a gevent worker writes when its patching took effect, from a real run.
+    const GEVENT_LOG: &str = "- *** --- * --- .> concurrency: 10 (gevent)\n\
+        .> transport:   redis://127.0.0.1:6379/3\n\
+        BENCH_CONFIG acks_late=True\nBENCH_CONFIG prefetch_multiplier=4\n\
+        BENCH_CONFIG log_level=WARNING\nBENCH_CONFIG redis_max_connections=20\n\
+        BENCH_POOL_CHECK gevent monkey_patched socket=True\n";
+
+    #[test]
+    fn a_green_pool_is_verified_only_when_its_monkey_patching_took_effect() {
+        let gevent = celery::acking_late("gevent", 10);
+        assert_eq!(
+            verify_worker_config(&gevent, Driver::Redis, "", GEVENT_LOG),
+            Vec::<String>::new()
+        );
+        let unpatched = GEVENT_LOG.replace("socket=True", "socket=False");
+        let errors = verify_worker_config(&gevent, Driver::Redis, "", &unpatched);
+        assert_eq!(
+            errors,
+            ["celery worker log does not confirm 'BENCH_POOL_CHECK gevent monkey_patched socket=True\n'"]
+        );
+        // The early-ack default is not confirmed by a worker acking late.
+        let early = Variant::new(System::CELERY, "gevent", 10);
+        assert_eq!(
+            verify_worker_config(&early, Driver::Redis, "", GEVENT_LOG).len(),
+            1
+        );
+    }
+
+    #[test]
+    fn a_worker_logging_below_warning_is_not_verified() {
+        let asyncio = Variant::new(System::ASYNCTASQ, "asyncio", 10);
+        let log = "Driver  RedisDriver\nBENCH_CONFIG driver_class=RedisDriver\n\
+            BENCH_CONFIG concurrency=10\nBENCH_CONFIG log_level=WARNING\n";
+        assert!(verify_worker_config(&asyncio, Driver::Redis, log, "").is_empty());
+        // AsyncTasQ's CLI at its own INFO: two lines per task.
+        let info = format!("{log}[12:00:00] INFO     Processing task 7f3a: noop\n");
+        let errors = verify_worker_config(&asyncio, Driver::Redis, &info, "");
+        assert_eq!(
+            errors,
+            ["asynctasq worker log contains 'Processing task' (1x): its log level did not take effect"]
+        );
+        // Concurrency 1 is not confirmed by a log of concurrency 10 (nor 10 by 100).
+        let wrong = Variant::new(System::ASYNCTASQ, "asyncio", 1);
+        assert_eq!(
+            verify_worker_config(&wrong, Driver::Redis, log, "").len(),
+            1
+        );
+    }
+
+    #[test]
+    fn a_failed_ack_invalidates_a_celery_run_and_green_pools_get_redis_connections() {
+        let eventlet = celery::acking_late("eventlet", 50);
+        let log = GEVENT_LOG
+            .replace("gevent", "eventlet")
+            .replace("connections=20", "connections=60")
+            + "[2026-12-01 14:40:28,702: CRITICAL/MainProcess] Couldn't ack '1b9a', reason:network:MaxConnectionsError\n";
+        let log = log.replace("concurrency: 10", "concurrency: 50");
+        assert_eq!(
+            verify_worker_config(&eventlet, Driver::Redis, "", &log),
+            ["celery worker log contains 'Couldn't ack' (1x): Celery could not acknowledge tasks it ran; the broker will deliver them again"]
+        );
+        // Room for every green thread, on Redis only, stated in the result.
+        let mut configuration = Configuration::default();
+        let case = Case::new(
+            "io",
+            Driver::Redis,
+            eventlet.clone(),
+            "io_fetch",
+            10,
+            &crate::profile::Profile::load(&crate::project_root(), "ci").unwrap(),
+        );
+        System::CELERY.record_settings(&case, &mut configuration);
+        assert_eq!(
+            configuration.settings["broker_transport_options.max_connections"],
+            "60"
+        );
+        let threads = celery::acking_late("threads", 50);
+        let case = Case {
+            variant: threads,
+            ..case
+        };
+        let mut configuration = Configuration::default();
+        System::CELERY.record_settings(&case, &mut configuration);
+        assert!(configuration.settings.is_empty());
+    }
+
+    #[test]
+    fn delivery_follows_the_ack_mode() {
+        let asyncio = Variant::new(System::ASYNCTASQ, "asyncio", 10);
+        assert_eq!(System::ASYNCTASQ.delivery(&asyncio), Delivery::AtLeastOnce);
+        let threads = Variant::new(System::CELERY, "threads", 10);
+        assert_eq!(System::CELERY.delivery(&threads), Delivery::AtMostOnce);
+        let late = celery::acking_late("threads", 10);
+        assert_eq!(System::CELERY.delivery(&late), Delivery::AtLeastOnce);
     }
 
     #[test]

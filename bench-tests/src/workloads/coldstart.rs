@@ -5,7 +5,7 @@ use super::{Case, Workload};
 use crate::profile::Profile;
 use crate::provision::brokers::Driver;
 use crate::run::bench::PrimaryMetric;
-use crate::systems::{System, Variant};
+use crate::systems::{celery, System, Variant};
 
 pub struct Coldstart;
 
@@ -27,8 +27,8 @@ impl Workload for Coldstart {
         for &size in &profile.coldstart.pool_sizes {
             for variant in [
                 Variant::new(System::ASYNCTASQ, "asyncio", size),
-                Variant::new(System::CELERY, "threads", size),
-                Variant::new(System::CELERY, "prefork", size),
+                celery::acking_late("threads", size),
+                celery::acking_late("prefork", size),
             ] {
                 cases.push(Case::new(self.name(), driver, variant, "noop", 1, profile));
             }

@@ -9,7 +9,7 @@ use anyhow::Result;
 use super::{Case, RunPart, Workload};
 use crate::profile::Profile;
 use crate::provision::brokers::Driver;
-use crate::systems::{System, Variant};
+use crate::systems::{celery, System, Variant};
 
 pub struct Cpu;
 
@@ -27,8 +27,8 @@ impl Workload for Cpu {
                 Variant::new(System::ASYNCTASQ, "process", cpus),
                 "CpuProcess",
             ),
-            (Variant::new(System::CELERY, "prefork", cpus), "cpu"),
-            (Variant::new(System::CELERY, "threads", cpus), "cpu"),
+            (celery::acking_late("prefork", cpus), "cpu"),
+            (celery::acking_late("threads", cpus), "cpu"),
         ]
         .into_iter()
         .map(|(variant, task)| {

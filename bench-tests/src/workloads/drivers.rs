@@ -6,7 +6,7 @@ use super::{Case, Workload};
 use crate::profile::Profile;
 use crate::provision::brokers::Driver;
 use crate::systems::celery::DEFAULT_PREFETCH;
-use crate::systems::{System, Variant};
+use crate::systems::{celery, System, Variant};
 
 pub struct Drivers;
 
@@ -36,8 +36,7 @@ impl Workload for Drivers {
             celery_prefetch_multiplier: prefetch,
             ..Case::new(self.name(), driver, variant, "noop", task_count, profile)
         };
-        let celery_threads =
-            Variant::new(System::CELERY, "threads", sizes.celery_threads_concurrency);
+        let celery_threads = celery::acking_late("threads", sizes.celery_threads_concurrency);
         let mut cases = vec![
             case(
                 Variant::new(System::ASYNCTASQ, "asyncio", sizes.asynctasq_concurrency),

@@ -1,6 +1,11 @@
 //! Scenario 2, io: one HTTP GET per task to the harness's mock server with injected
 //! latency, at several concurrencies. A run is valid only if the server answered exactly
 //! one request per task.
+//!
+//! The HTTP client is its own variant option (`http`), so it is not confounded with the
+//! queue: AsyncTasQ with aiohttp and httpx; Celery threads with requests and httpx, and
+//! gevent and eventlet (the pools Celery users pick for I/O) with requests. Celery acks late,
+//! at AsyncTasQ's at-least-once.
 
 use std::path::Path;
 
@@ -11,7 +16,7 @@ use super::{Case, Finished, RunPart, Workload};
 use crate::profile::Profile;
 use crate::provision::brokers::Driver;
 use crate::result::Metrics;
-use crate::systems::{System, Variant};
+use crate::systems::{celery, System, Variant};
 
 pub struct Io;
 
@@ -24,10 +29,7 @@ impl Workload for Io {
         let sizes = &profile.io;
         let mut cases = Vec::new();
         for &concurrency in &sizes.concurrency {
-            for variant in [
-                Variant::new(System::ASYNCTASQ, "asyncio", concurrency),
-                Variant::new(System::CELERY, "threads", concurrency),
-            ] {
+            for variant in variants(concurrency) {
                 let mut case = Case::new(
                     self.name(),
                     driver,
@@ -46,6 +48,21 @@ impl Workload for Io {
     fn start_run(&self, case: &Case, _dir: &Path) -> Result<Box<dyn RunPart>> {
         Ok(Box::new(HttpService::start(case, case.task_count)?))
     }
+}
+
+/// Each system's pools with each HTTP client they are measured with, at `concurrency`.
+pub fn variants(concurrency: u32) -> Vec<Variant> {
+    let asynctasq =
+        |client| Variant::new(System::ASYNCTASQ, "asyncio", concurrency).with("http", client);
+    let celery = |pool, client| celery::acking_late(pool, concurrency).with("http", client);
+    vec![
+        asynctasq("aiohttp"),
+        asynctasq("httpx"),
+        celery("threads", "requests"),
+        celery("threads", "httpx"),
+        celery("gevent", "requests"),
+        celery("eventlet", "requests"),
+    ]
 }
 
 /// The mock HTTP server of one run and the number of requests its tasks must make.

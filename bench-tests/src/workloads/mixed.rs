@@ -18,7 +18,7 @@ use crate::measure::collector::TaskRecord;
 use crate::profile::Profile;
 use crate::provision::brokers::Driver;
 use crate::result::{Configuration, Metrics};
-use crate::systems::{System, Variant};
+use crate::systems::{celery, System, Variant};
 
 pub struct Mixed;
 
@@ -27,17 +27,17 @@ impl Workload for Mixed {
         "mixed"
     }
 
-    /// AsyncTasQ (asyncio), Celery threads and Celery prefork at the same concurrency.
+    /// AsyncTasQ (asyncio), Celery threads and Celery prefork at the same concurrency (Celery
+    /// acking late: the same delivery semantics).
     fn cases(&self, profile: &Profile, driver: Driver, _cpus: u32) -> Vec<Case> {
         let sizes = &profile.mixed;
         [
-            (System::ASYNCTASQ, "asyncio"),
-            (System::CELERY, "threads"),
-            (System::CELERY, "prefork"),
+            Variant::new(System::ASYNCTASQ, "asyncio", sizes.concurrency),
+            celery::acking_late("threads", sizes.concurrency),
+            celery::acking_late("prefork", sizes.concurrency),
         ]
         .into_iter()
-        .map(|(system, pool)| {
-            let variant = Variant::new(system, pool, sizes.concurrency);
+        .map(|variant| {
             let mut case = Case::new(
                 self.name(),
                 driver,

@@ -182,15 +182,26 @@ mod tests {
     }
 
     #[test]
-    fn ci_throughput_has_four_variants_in_two_modes() {
+    fn ci_throughput_has_seven_variants_in_two_modes() {
         let profile = Profile::load(&crate::project_root(), "ci").unwrap();
         let cases = cases(&profile, "throughput", Driver::Redis, 2).unwrap();
         let labels: Vec<String> = cases.iter().map(Case::label).collect();
         assert_eq!(
             cases.len(),
-            8 + 4,
-            "4 variants x 2 modes, 2 systems x 2 paced rates: {labels:?}"
+            14 + 4,
+            "7 variants x 2 modes, 2 systems x 2 paced rates: {labels:?}"
         );
+        for label in [
+            "celery-redis-throughput-threads-c10-drain",
+            "celery-redis-throughput-threads-c10-acks_late-drain",
+            "celery-redis-throughput-gevent-c10-acks_late-live",
+            "celery-redis-throughput-eventlet-c10-acks_late-drain",
+            // Paced: Celery at AsyncTasQ's delivery semantics only.
+            "celery-redis-throughput-threads-c10-acks_late-at100-paced",
+        ] {
+            assert!(labels.contains(&label.to_string()), "{label}: {labels:?}");
+        }
+        assert!(!labels.contains(&"celery-redis-throughput-threads-c10-at100-paced".to_string()));
         assert!(
             labels.contains(&"asynctasq-redis-throughput-asyncio-c10-at100-paced".to_string()),
             "{labels:?}"

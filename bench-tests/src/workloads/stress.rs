@@ -20,7 +20,7 @@ use crate::measure::depth::{self, Fit};
 use crate::profile::Profile;
 use crate::provision::brokers::Driver;
 use crate::result::{DepthPoint, Metrics, RunResult, TimePoint};
-use crate::systems::{System, Variant};
+use crate::systems::{celery, System, Variant};
 
 /// Noise bound of a step: a pool that keeps up completes within this share of what was
 /// offered in the window. What it absorbs: the backlog a pool that keeps up holds at the
@@ -72,7 +72,7 @@ impl Workload for Stress {
         let total = schedule.iter().map(|s| s.1).sum();
         [
             Variant::new(System::ASYNCTASQ, "asyncio", sizes.concurrency),
-            Variant::new(System::CELERY, "threads", sizes.concurrency),
+            celery::acking_late("threads", sizes.concurrency),
         ]
         .into_iter()
         .map(|variant| {

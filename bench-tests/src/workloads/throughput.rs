@@ -5,7 +5,7 @@
 use super::{Case, Mode, Workload};
 use crate::profile::Profile;
 use crate::provision::brokers::Driver;
-use crate::systems::{System, Variant};
+use crate::systems::{celery, System, Variant};
 
 pub struct Throughput;
 
@@ -50,7 +50,8 @@ impl Workload for Throughput {
     }
 }
 
-/// AsyncTasQ asyncio; Celery threads, prefork, solo.
+/// AsyncTasQ asyncio; Celery with its default early ack (threads, prefork, solo), and at
+/// AsyncTasQ's at-least-once (threads, gevent, eventlet, at AsyncTasQ's concurrency).
 pub fn variants(profile: &Profile, cpus: u32) -> Vec<Variant> {
     let sizes = &profile.throughput;
     let prefork = if sizes.celery_prefork_concurrency == 0 {
@@ -58,20 +59,24 @@ pub fn variants(profile: &Profile, cpus: u32) -> Vec<Variant> {
     } else {
         sizes.celery_prefork_concurrency
     };
+    let threads = sizes.celery_threads_concurrency;
     vec![
         Variant::new(System::ASYNCTASQ, "asyncio", sizes.asynctasq_concurrency),
-        Variant::new(System::CELERY, "threads", sizes.celery_threads_concurrency),
+        Variant::new(System::CELERY, "threads", threads),
+        celery::acking_late("threads", threads),
+        celery::acking_late("gevent", threads),
+        celery::acking_late("eventlet", threads),
         Variant::new(System::CELERY, "prefork", prefork),
         Variant::new(System::CELERY, "solo", 1),
     ]
 }
 
 /// The open-loop cases before a rate is chosen: one variant per system at the same
-/// concurrency (AsyncTasQ asyncio, Celery threads).
+/// concurrency and delivery semantics (AsyncTasQ asyncio, Celery threads acking late).
 pub fn paced_templates(profile: &Profile, driver: Driver, cpus: u32) -> Vec<Case> {
     variants(profile, cpus)
         .into_iter()
-        .filter(|v| matches!(v.pool.as_str(), "asyncio" | "threads"))
+        .filter(|v| v.pool == "asyncio" || (v.pool == "threads" && v.option("acks").is_some()))
         .map(|variant| {
             let mut case = Case::new(
                 "throughput",

@@ -23,6 +23,16 @@ pub fn ci_profile() -> Profile {
 }
 
 /// The ci-profile throughput case of a system, pool and mode.
+/// A variant without its sizes: the pool and its options, e.g. `threads-acks_late`.
+pub fn pool_and_options(variant: &bench_tests::systems::Variant) -> String {
+    let options = variant.options.iter().map(|(k, v)| format!("-{k}_{v}"));
+    std::iter::once(variant.pool.clone())
+        .chain(options)
+        .collect()
+}
+
+/// The ci throughput case of `system` whose pool and options are `pool` (see
+/// [`pool_and_options`]) in `mode`.
 pub fn throughput_case(system: System, pool: &str, mode: Mode) -> Case {
     let profile = ci_profile();
     workloads::cases(
@@ -33,7 +43,7 @@ pub fn throughput_case(system: System, pool: &str, mode: Mode) -> Case {
     )
     .expect("throughput cases")
     .into_iter()
-    .find(|c| c.variant.system == system && c.variant.pool == pool && c.mode == mode)
+    .find(|c| c.variant.system == system && pool_and_options(&c.variant) == pool && c.mode == mode)
     .unwrap_or_else(|| panic!("no ci case for {system} {pool} {mode:?}"))
 }
 

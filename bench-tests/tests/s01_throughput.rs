@@ -286,6 +286,18 @@ fn bench_writes_results_with_the_schema() {
     ] {
         assert!(outcome.run_dir.join(file).exists(), "{file} missing");
     }
+    // The profile as it ran, so a report regenerates its criteria from the directory alone
+    // (before, a run made with a profile file of the user's could not be re-reported).
+    let written = bench_tests::report::profile_of(&outcome.run_dir, "no-such-profile").unwrap();
+    assert_eq!(written.name, "ci");
+    assert_eq!(written.criteria, common::ci_profile().criteria);
+    // No temporary file of an atomic write is left behind.
+    let leftovers: Vec<_> = std::fs::read_dir(&outcome.run_dir)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
     // The ci profile's criteria are sized for this machine: none may fail.
     let verdicts = &outcome.summary.as_ref().unwrap().criteria;
     assert!(verdicts.iter().all(|v| v.status != "fail"), "{verdicts:#?}");

@@ -4,17 +4,13 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
-use bench_tests::profile::Profile;
 use bench_tests::{analysis::compare, report};
 
 /// Regenerates summary.json, report.md, runs.csv and charts/ of a run directory.
 pub fn regenerate(dir: PathBuf) -> Result<ExitCode> {
     let runs = report::load_runs(&dir)?;
     let profile_name = runs[0].configuration.profile.clone();
-    let profile =
-        Profile::load(&bench_tests::project_root(), &profile_name).with_context(|| {
-            format!("loading the criteria of profile '{profile_name}', which the runs name")
-        })?;
+    let profile = report::profile_of(&dir, &profile_name)?;
     // The order seed and failures live only in the summary the bench wrote: keep them.
     let (order_seed, failures) = report::bench_facts(&dir);
     let ceilings = report::load_ceilings(&dir)?;
@@ -58,7 +54,8 @@ pub fn regenerate_readme() -> Result<ExitCode> {
     let path = root.join("README.md");
     let readme = std::fs::read_to_string(&path)?;
     let block = report::readme::block(&reference, &dirs)?;
-    std::fs::write(&path, report::readme::splice(&readme, &block)?)?;
+    let spliced = report::readme::splice(&readme, &block)?;
+    report::output::write_atomic(&path, spliced.as_bytes())?;
     println!(
         "wrote the measured figures of {} into {}",
         dirs.len(),

@@ -19,6 +19,7 @@ use crate::analysis::summary::{self, Group, GroupKey, Summary};
 use crate::measure::ceiling::Ceiling;
 use crate::result::RunResult;
 use charts::{Bar, LatencyBox, Series};
+use output::write_atomic;
 
 /// Everything `summary.json` holds.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -195,6 +196,24 @@ fn ceiling_summaries(ceilings: &[Ceiling], summary: &Summary) -> Vec<CeilingSumm
 }
 
 /// Reads `dir/runs/*.json` (not warm-ups), sorted by benchmark id.
+/// The profile a run directory was measured with: its `profile.toml` (written by `bench`),
+/// else the built-in profile the runs name.
+pub fn profile_of(dir: &Path, name: &str) -> Result<crate::profile::Profile> {
+    let written = dir.join(output::PROFILE_FILE);
+    let root = crate::project_root();
+    if written.exists() {
+        crate::profile::Profile::load(&root, &written.to_string_lossy())
+    } else {
+        crate::profile::Profile::load(&root, name)
+    }
+    .with_context(|| {
+        format!(
+            "loading the criteria of profile '{name}', which the runs in {} name",
+            dir.display()
+        )
+    })
+}
+
 pub fn load_runs(dir: &Path) -> Result<Vec<RunResult>> {
     let runs_dir = dir.join("runs");
     let mut results = Vec::new();
@@ -252,15 +271,16 @@ pub fn write(
     std::fs::create_dir_all(dir.join("charts"))?;
     let chart_files = charts(results, &summary)?;
     for (name, svg) in &chart_files {
-        std::fs::write(dir.join("charts").join(name), svg)?;
+        write_atomic(&dir.join("charts").join(name), svg.as_bytes())?;
     }
     let names: Vec<String> = chart_files.into_iter().map(|(name, _)| name).collect();
-    std::fs::write(
-        dir.join("summary.json"),
-        serde_json::to_string_pretty(&file)? + "\n",
+    let summary_json = serde_json::to_string_pretty(&file)? + "\n";
+    write_atomic(&dir.join("summary.json"), summary_json.as_bytes())?;
+    write_atomic(
+        &dir.join("report.md"),
+        markdown(results, &file, &names).as_bytes(),
     )?;
-    std::fs::write(dir.join("report.md"), markdown(results, &file, &names))?;
-    std::fs::write(dir.join("runs.csv"), csv(results)?)?;
+    write_atomic(&dir.join("runs.csv"), csv(results)?.as_bytes())?;
     Ok(file)
 }
 
@@ -548,7 +568,7 @@ pub fn charts(results: &[RunResult], summary: &Summary) -> Result<Vec<(String, S
 }
 
 /// A number, or "–" where the statistic does not exist.
-fn num(x: f64, digits: usize) -> String {
+pub(crate) fn num(x: f64, digits: usize) -> String {
     if x.is_finite() {
         format!("{x:.digits$}")
     } else {
@@ -578,7 +598,7 @@ fn fmt_p(p: f64) -> String {
 }
 
 /// Mean and 95% CI ("–" for a metric not measured; the mean alone with one run).
-fn fmt_ci_digits(g: Option<&Group>, digits: usize) -> String {
+pub(crate) fn fmt_ci_digits(g: Option<&Group>, digits: usize) -> String {
     match g {
         None => DASH.into(),
         Some(g) if g.n < 2 || !(g.ci95_low.is_finite() && g.ci95_high.is_finite()) => {
@@ -616,7 +636,18 @@ fn fmt_ratio(c: &summary::Comparison) -> String {
 /// like now; paced throughput is the offered rate (read latency there instead), and cold
 /// start compares time to first task in its own table.
 fn headline(c: &summary::Comparison) -> bool {
-    c.mode != "paced" && c.scenario != "coldstart"
+    let own_table = crate::workloads::get(&c.scenario).is_ok_and(|w| !w.common_table());
+    c.mode != "paced" && !own_table
+}
+
+/// What a workload's own report section reads: its groups on one broker, and the run's
+/// summary file (ceilings, ramps, sweeps).
+pub struct Place<'a> {
+    pub driver: &'a str,
+    pub keys: &'a [&'a GroupKey],
+    pub groups: &'a BTreeMap<GroupKey, Vec<&'a RunResult>>,
+    pub stats: &'a Summary,
+    pub file: &'a SummaryFile,
 }
 
 /// The Markdown report.
@@ -783,22 +814,16 @@ pub fn markdown(results: &[RunResult], file: &SummaryFile, chart_names: &[String
         for caveat in caveats {
             let _ = writeln!(md, "> {caveat}\n");
         }
-        if scenario == "coldstart" {
-            let _ = writeln!(md, "| system | variant | n | worker spawn to first task done, s (95% CI) | RSS MB |\n|---|---|---|---|---|");
-            for k in keys {
-                if let Some(t) = mean_of(&stats, k, "processing_time_from_spawn_seconds") {
-                    let rss = mean_of(&stats, k, "memory_rss_mb").map_or(f64::NAN, |g| g.median);
-                    let _ = writeln!(
-                        md,
-                        "| {} | {} | {} | {} | {} |",
-                        k.system,
-                        k.variant,
-                        t.n,
-                        fmt_ci_digits(Some(t), 3),
-                        num(rss, 1)
-                    );
-                }
-            }
+        let workload = crate::workloads::get(scenario).ok();
+        let place = Place {
+            driver,
+            keys,
+            groups: &groups,
+            stats: &stats,
+            file,
+        };
+        if let Some(w) = workload.filter(|w| !w.common_table()) {
+            md.push_str(&w.report_section(&place));
             continue;
         }
         let _ = writeln!(md, "| system | variant | mode | n | tasks/s (95% CI) | enqueue/s (95% CI) | p50 ms | p99 ms | RSS MB | PSS MB | CPU % | outliers |");
@@ -837,11 +862,8 @@ pub fn markdown(results: &[RunResult], file: &SummaryFile, chart_names: &[String
                 }
             );
         }
-        match scenario.as_str() {
-            "mixed" => mixed_section(&mut md, keys, &groups),
-            "stress" => stress_section(&mut md, &file.stress, driver),
-            "throughput" => sweep_section(&mut md, &file.sweeps, driver),
-            _ => {}
+        if let Some(w) = workload {
+            md.push_str(&w.report_section(&place));
         }
         let place = format!("{scenario}-{driver}");
         for name in chart_names
@@ -849,36 +871,6 @@ pub fn markdown(results: &[RunResult], file: &SummaryFile, chart_names: &[String
             .filter(|n| n.ends_with(&format!("-{place}.svg")))
         {
             let _ = writeln!(md, "\n![{name}](charts/{name})");
-        }
-        if let Some(ceiling) = file
-            .ceilings
-            .iter()
-            .find(|c| &c.driver == driver && scenario == "drivers")
-        {
-            let ci = |mean: f64, low: f64, high: f64| {
-                if ceiling.n < 2 {
-                    format!("{mean:.0}/s")
-                } else {
-                    format!("{mean:.0}/s [{low:.0}, {high:.0}]")
-                }
-            };
-            let _ = writeln!(
-                md,
-                "\nThe broker's own ceiling on this machine (Rust reference client, n={}: {}): enqueue {}, dequeue {}.\n",
-                ceiling.n,
-                ceiling.method,
-                ci(ceiling.enqueue_per_sec, ceiling.enqueue_ci95_low, ceiling.enqueue_ci95_high),
-                ci(ceiling.dequeue_per_sec, ceiling.dequeue_ci95_low, ceiling.dequeue_ci95_high)
-            );
-            let _ = writeln!(md, "| system | variant | tasks/s as a fraction of the broker's dequeue ceiling | enqueue/s as a fraction of its enqueue ceiling |\n|---|---|---|---|");
-            for (system, variant, _mode, drain, enqueue) in &ceiling.fractions {
-                let _ = writeln!(
-                    md,
-                    "| {system} | {variant} | {}% | {}% |",
-                    num(drain * 100.0, 1),
-                    num(enqueue * 100.0, 1)
-                );
-            }
         }
         let pairs: Vec<&summary::Comparison> = file
             .comparisons
@@ -999,218 +991,6 @@ fn excluded_section(md: &mut String, excluded: &[summary::Excluded]) {
     );
     for e in excluded {
         let _ = writeln!(md, "- `{}` ({}): {}", e.benchmark_id, e.group, e.reason);
-    }
-}
-
-/// Mixed runs: whether every system got the same sequence, and each kind's service time.
-fn mixed_section(
-    md: &mut String,
-    keys: &[&GroupKey],
-    groups: &BTreeMap<GroupKey, Vec<&RunResult>>,
-) {
-    let runs: Vec<&RunResult> = keys
-        .iter()
-        .flat_map(|k| groups[*k].iter().copied())
-        .collect();
-    let mut fingerprints: Vec<(&str, u64)> = runs
-        .iter()
-        .filter_map(|r| {
-            Some((
-                r.configuration.mix_fingerprint.as_deref()?,
-                r.configuration.task_count,
-            ))
-        })
-        .collect();
-    fingerprints.sort();
-    fingerprints.dedup();
-    let spec = runs.iter().find_map(|r| r.configuration.mix.as_ref());
-    match (fingerprints.as_slice(), spec) {
-        ([(print, count)], Some(spec)) => {
-            let _ = writeln!(
-                md,
-                "\nEvery run got the same {count} tasks in the same order: {}% I/O, {}% light CPU, {}% heavy CPU, \
-                 seed {} (sequence fingerprint `{print}`).",
-                spec.io_percent, spec.light_percent, spec.heavy_percent, spec.seed
-            );
-        }
-        _ => {
-            let _ = writeln!(
-                md,
-                "\n**The runs did not all get the same sequence** ({} fingerprints): compare with care.",
-                fingerprints.len()
-            );
-        }
-    }
-    let _ = writeln!(
-        md,
-        "\n| system | variant | kind | tasks per run | service p50 ms | service p99 ms |\n|---|---|---|---|---|---|"
-    );
-    for k in keys {
-        let runs = &groups[*k];
-        let kinds: Vec<String> = runs
-            .iter()
-            .filter_map(|r| r.metrics.by_kind.as_ref())
-            .flat_map(|m| m.keys().cloned())
-            .collect::<std::collections::BTreeSet<_>>()
-            .into_iter()
-            .collect();
-        for kind in kinds {
-            let of = |f: fn(&crate::workloads::mixed::KindMetrics) -> f64| {
-                let v: Vec<f64> = runs
-                    .iter()
-                    .filter_map(|r| r.metrics.by_kind.as_ref()?.get(&kind).map(f))
-                    .collect();
-                crate::analysis::stats::median(&v)
-            };
-            let _ = writeln!(
-                md,
-                "| {} | {} | {kind} | {} | {} | {} |",
-                k.system,
-                k.variant,
-                num(of(|m| m.expected as f64), 0),
-                num(of(|m| m.service_p50_ms), 2),
-                num(of(|m| m.service_p99_ms), 2)
-            );
-        }
-    }
-}
-
-/// Automatic rate searches: how each system's highest sustainable rate was found.
-fn sweep_section(md: &mut String, sweeps: &[crate::run::sweep::SweepOutcome], driver: &str) {
-    for sweep in sweeps.iter().filter(|s| s.driver == driver) {
-        let probes: Vec<String> = sweep
-            .probes
-            .iter()
-            .map(|p| {
-                if p.sustainable {
-                    format!("{:.0}/s sustained (p99 {:.1} ms)", p.rate, p.latency_p99_ms)
-                } else {
-                    format!("{:.0}/s not sustained ({})", p.rate, p.why)
-                }
-            })
-            .collect();
-        let _ = writeln!(
-            md,
-            "\n**{} {}: highest sustainable rate {:.0} tasks/s** (unpaced live estimate {:.0}/s; probes: {}). \
-             Measured at {}.",
-            sweep.system,
-            sweep.variant,
-            sweep.max_sustainable_rate,
-            sweep.live_estimate,
-            probes.join("; "),
-            sweep
-                .rates
-                .iter()
-                .map(|r| format!("{r:.0}"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
-    }
-}
-
-/// Stress ramps: each step's figures, the saturation point and the highest sustained step.
-fn stress_section(md: &mut String, ramps: &[crate::workloads::stress::Ramp], driver: &str) {
-    use crate::workloads::stress::{DEPTH_R2_MIN, DEPTH_T_MIN, TOLERANCE};
-    let opt = |v: Option<f64>, digits: usize| v.map_or("–".into(), |v| format!("{v:.digits$}"));
-    for ramp in ramps.iter().filter(|r| r.driver == driver) {
-        let _ = writeln!(
-            md,
-            "\n### Ramp: {} {} (one worker pool through every step, n = {})\n",
-            ramp.system, ramp.variant, ramp.runs
-        );
-        let _ = writeln!(md, "| target tasks/s | offered tasks/s | completed tasks/s | depth slope tasks/s (R²) | latency p50 / p99 ms | producer lateness p99 ms | RSS MB at step end | RSS growth MB | PSS MB at step end | saturated in | producer short in |");
-        let _ = writeln!(md, "|---|---|---|---|---|---|---|---|---|---|---|");
-        for s in &ramp.steps {
-            let slope = match (s.depth_per_sec, s.depth_r2) {
-                (Some(g), Some(r2)) => format!("{g:+.0} ({r2:.2})"),
-                _ => "–".into(),
-            };
-            let _ = writeln!(
-                md,
-                "| {:.0} | {:.0} | {:.0} | {slope} | {} / {} | {:.1} | {} | {} | {} | {}/{} | {}/{} |",
-                s.target_rate,
-                s.offered_rate,
-                s.completion_rate,
-                opt(s.latency_p50_ms, 1),
-                opt(s.latency_p99_ms, 1),
-                s.producer_lateness_p99_ms,
-                opt(s.rss_mb, 1),
-                opt(s.rss_growth_mb, 1),
-                opt(s.pss_mb, 1),
-                s.saturated_runs,
-                s.n,
-                s.producer_limited_runs,
-                s.n,
-            );
-        }
-        let at = |rate: Option<f64>| {
-            rate.and_then(|r| ramp.step(r)).map(|s| {
-                let short = if s.producer_short() {
-                    ", the producer short of its target"
-                } else {
-                    ""
-                };
-                format!(
-                    "the {:.0} tasks/s step (offered {:.0}/s, completed {:.0}/s{short})",
-                    s.target_rate, s.offered_rate, s.completion_rate
-                )
-            })
-        };
-        let sustained = at(ramp.highest_sustained_rate)
-            .unwrap_or_else(|| "none (the first step already saturated)".into());
-        let _ = match (at(ramp.saturation_rate), ramp.producer_short_from) {
-            (Some(saturated), _) => writeln!(
-                md,
-                "\n**Saturation point: {saturated}**. Highest sustained: {sustained}.{}",
-                if split_between(ramp) {
-                    " The repetitions split on the steps between."
-                } else {
-                    ""
-                }
-            ),
-            (None, Some(short)) => writeln!(
-                md,
-                "\n**No saturation within what the producer could offer**: from the {short:.0} tasks/s step it fell short, \
-                 offering at most {:.0}/s; the pool kept up, completing up to {:.0}/s. Highest sustained: {sustained}.",
-                ramp.max_offered_rate, ramp.max_completion_rate
-            ),
-            (None, None) => writeln!(
-                md,
-                "\n**No step saturated**: the pool's capacity lies above the ramp. Highest sustained: {sustained}."
-            ),
-        };
-        let _ = writeln!(
-            md,
-            "A step is saturated when {} {} completed less than the producer offered in the step's window by more than {:.0}% \
-             and the queue depth grew over the step with a slope t-statistic of at least {DEPTH_T_MIN} and R² of at least {DEPTH_R2_MIN} \
-             (saturated in most repetitions). \
-             \"Offered\" is what the producer achieved; \"producer short\" marks a step it could not offer within {:.0}% of the target.",
-            ramp.system,
-            ramp.variant,
-            TOLERANCE * 100.0,
-            TOLERANCE * 100.0
-        );
-        if ramp.error_rate > 0.0 {
-            let _ = writeln!(
-                md,
-                "The worst repetition lost, duplicated or failed {:.4} of its tasks.",
-                ramp.error_rate
-            );
-        }
-    }
-}
-
-/// Whether steps between the highest sustained and the saturated one split the repetitions.
-fn split_between(ramp: &crate::workloads::stress::Ramp) -> bool {
-    let index =
-        |rate: Option<f64>| rate.and_then(|r| ramp.steps.iter().position(|s| s.target_rate == r));
-    match (
-        index(ramp.highest_sustained_rate),
-        index(ramp.saturation_rate),
-    ) {
-        (Some(low), Some(high)) => high > low + 1,
-        (None, Some(high)) => high > 0,
-        _ => false,
     }
 }
 

@@ -1,6 +1,9 @@
 //! Writes a run directory's raw data as it lands: `runs/*.json` (one per repetition,
 //! warm-ups under `runs/warmup/`) and `histograms/*.hgrm`. Summary, report and charts are
-//! computed from these by `report`.
+//! computed from these by `report`. Every file is written atomically (a temporary file
+//! renamed into place), so a reader never sees half a result. The profile that ran is
+//! written beside them (`profile.toml`), so a report regenerates its criteria from the
+//! directory alone.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -25,6 +28,12 @@ impl RunDir {
         Ok(RunDir { path })
     }
 
+    /// The profile as it ran (CLI overrides included): `profile.toml`.
+    pub fn write_profile(&self, profile: &crate::profile::Profile) -> Result<()> {
+        let text = toml::to_string(profile).context("serializing the profile")?;
+        write_atomic(&self.path.join(PROFILE_FILE), text.as_bytes())
+    }
+
     pub fn write_run(&self, result: &RunResult) -> Result<PathBuf> {
         let dir = if result.configuration.warmup {
             "runs/warmup"
@@ -35,7 +44,10 @@ impl RunDir {
             .path
             .join(dir)
             .join(format!("{}.json", result.benchmark_id));
-        std::fs::write(&file, serde_json::to_string_pretty(result)? + "\n")?;
+        write_atomic(
+            &file,
+            (serde_json::to_string_pretty(result)? + "\n").as_bytes(),
+        )?;
         Ok(file)
     }
 
@@ -48,7 +60,10 @@ impl RunDir {
         let dir = self.path.join("ceilings");
         std::fs::create_dir_all(&dir)?;
         let file = dir.join(format!("{}-r{repetition}.json", ceiling.driver));
-        std::fs::write(file, serde_json::to_string_pretty(ceiling)? + "\n")?;
+        write_atomic(
+            &file,
+            (serde_json::to_string_pretty(ceiling)? + "\n").as_bytes(),
+        )?;
         Ok(())
     }
 
@@ -60,16 +75,32 @@ impl RunDir {
             "{}-{}-{}.json",
             sweep.system, sweep.driver, sweep.variant
         ));
-        std::fs::write(file, serde_json::to_string_pretty(sweep)? + "\n")?;
+        write_atomic(
+            &file,
+            (serde_json::to_string_pretty(sweep)? + "\n").as_bytes(),
+        )?;
         Ok(())
     }
 
     /// End-to-end latency distribution in HdrHistogram's percentile format (values in ms).
     pub fn write_histogram(&self, name: &str, histogram: &Histogram<u64>) -> Result<()> {
         let file = self.path.join("histograms").join(format!("{name}.hgrm"));
-        std::fs::write(file, percentile_distribution(histogram, 1e6))?;
+        write_atomic(&file, percentile_distribution(histogram, 1e6).as_bytes())?;
         Ok(())
     }
+}
+
+/// The name of the profile file in a run directory.
+pub const PROFILE_FILE: &str = "profile.toml";
+
+/// Writes `bytes` to `path` through a temporary file in the same directory and a rename.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let name = path
+        .file_name()
+        .map_or("file".into(), |n| n.to_string_lossy());
+    let tmp = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
+    std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("renaming into {}", path.display()))
 }
 
 /// The text `HdrHistogram.outputPercentileDistribution` writes, loadable by the standard

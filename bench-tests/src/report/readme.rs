@@ -43,7 +43,7 @@ pub fn reference_dirs(root: &Path) -> Result<Vec<PathBuf>> {
 /// The Markdown block: one section per reference directory (the command that made it,
 /// from its `command.txt`, and its host): one row per group of valid runs, then the
 /// like-for-like comparisons across systems on each mode's primary metric, then the
-/// verdicts of the criteria of the `profile.toml` beside the run directory, if any.
+/// verdicts of the criteria of the profile the runs were measured with.
 pub fn block(root: &Path, dirs: &[PathBuf]) -> Result<String> {
     let mut md = String::new();
     for dir in dirs {
@@ -56,30 +56,38 @@ pub fn block(root: &Path, dirs: &[PathBuf]) -> Result<String> {
             .map(|c| c.trim().to_string())
             .unwrap_or_else(|_| "(no command.txt)".into());
         let shown = dir
-            .strip_prefix(root.parent().unwrap_or(root))
+            .strip_prefix(root.parent().and_then(Path::parent).unwrap_or(root))
             .unwrap_or(dir);
         let env = &measured.first().context("no measured run")?.environment;
+        // Each broker's version, as the runs on it recorded it.
+        let brokers: std::collections::BTreeMap<&str, &str> = measured
+            .iter()
+            .map(|r| {
+                (
+                    r.configuration.driver.as_str(),
+                    r.environment.broker_version.as_str(),
+                )
+            })
+            .collect();
+        let brokers: Vec<String> = brokers.iter().map(|(d, v)| format!("{d} {v}")).collect();
         let _ = writeln!(
             md,
-            "**`{command}`** — raw runs in `{}` (host {}, {} CPUs, Python {}, broker {}):\n",
+            "**`{command}`** — raw runs in `{}` (host {}, {} CPUs, Python {}; {}):\n",
             shown.display(),
             env.host,
             env.cpus,
             env.python,
-            env.broker_version
+            brokers.join(", ")
         );
         md.push_str(&table(&measured));
         md.push('\n');
         let summary = summary::summarize(&measured);
         md.push_str(&comparisons(&summary));
-        let profile = dir.parent().map(|p| p.join("profile.toml"));
-        if let Some(profile) = profile.filter(|p| p.exists()) {
-            let profile = crate::profile::Profile::load(root, &profile.to_string_lossy())?;
-            md.push_str(&verdicts(&crate::analysis::criteria::evaluate(
-                &profile.criteria,
-                &summary,
-            )));
-        }
+        let profile = crate::report::profile_of(dir, &measured[0].configuration.profile)?;
+        md.push_str(&verdicts(&crate::analysis::criteria::evaluate(
+            &profile.criteria,
+            &summary,
+        )));
     }
     Ok(md)
 }

@@ -232,6 +232,7 @@ pub fn execute(h: &Harness, plan: &BenchPlan, results_root: &Path) -> Result<Ben
     ))?;
     let dir_id = format!("{stamp}-{}", plan.profile.name);
     let run_dir = RunDir::create(results_root, &dir_id)?;
+    run_dir.write_profile(&plan.profile)?;
     let adaptive = plan.profile.adaptive()?;
     let measured_rounds = adaptive.map_or(plan.profile.repetitions, |a| a.max_repetitions);
 
@@ -540,7 +541,7 @@ fn write_stopping(
         "rule": rule,
         "cases": entries,
     }))?;
-    std::fs::write(&file, text + "\n").with_context(|| format!("writing {}", file.display()))
+    crate::report::output::write_atomic(&file, (text + "\n").as_bytes())
 }
 
 /// Finds `template`'s highest sustainable rate (its runs go to `runs/warmup/`, the search

@@ -1,9 +1,12 @@
 //! Scenario 8, coldstart: one task waiting before the worker starts; time from spawning
 //! the worker to that task's end, per pool size.
 
+use std::fmt::Write as _;
+
 use super::{Case, Workload};
 use crate::profile::Profile;
 use crate::provision::brokers::Driver;
+use crate::report;
 use crate::run::bench::PrimaryMetric;
 use crate::systems::{celery, System, Variant};
 
@@ -20,6 +23,33 @@ impl Workload for Coldstart {
             name: "processing_time_from_spawn_seconds",
             value: |r| r.metrics.processing_time_from_spawn_seconds,
         })
+    }
+
+    /// One task per run, so no rate: time from spawn to that task's end, and memory.
+    fn report_section(&self, place: &report::Place) -> String {
+        let mut md = String::new();
+        let _ = writeln!(
+            md, "| system | variant | n | worker spawn to first task done, s (95% CI) | RSS MB |\n|---|---|---|---|---|");
+        for k in place.keys {
+            if let Some(t) = report::mean_of(place.stats, k, "processing_time_from_spawn_seconds") {
+                let rss =
+                    report::mean_of(place.stats, k, "memory_rss_mb").map_or(f64::NAN, |g| g.median);
+                let _ = writeln!(
+                    md,
+                    "| {} | {} | {} | {} | {} |",
+                    k.system,
+                    k.variant,
+                    t.n,
+                    report::fmt_ci_digits(Some(t), 3),
+                    report::num(rss, 1)
+                );
+            }
+        }
+        md
+    }
+
+    fn common_table(&self) -> bool {
+        false
     }
 
     fn cases(&self, profile: &Profile, driver: Driver, _cpus: u32) -> Vec<Case> {

@@ -2,6 +2,7 @@
 //! seeded order, the same for every system, and the per-kind metrics of a run.
 
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
@@ -14,10 +15,12 @@ use sha2::{Digest, Sha256};
 use super::cpu::Pbkdf2;
 use super::io::HttpService;
 use super::{Case, Finished, RunPart, Workload};
+use crate::analysis::summary::GroupKey;
 use crate::measure::collector::TaskRecord;
 use crate::profile::Profile;
 use crate::provision::brokers::Driver;
-use crate::result::{Configuration, Metrics};
+use crate::report;
+use crate::result::{Configuration, Metrics, RunResult};
 use crate::systems::{celery, System, Variant};
 
 pub struct Mixed;
@@ -29,6 +32,13 @@ impl Workload for Mixed {
 
     /// AsyncTasQ (asyncio), Celery threads and Celery prefork at the same concurrency (Celery
     /// acking late: the same delivery semantics).
+    /// Whether every system got the same sequence, and each kind's service time.
+    fn report_section(&self, place: &report::Place) -> String {
+        let mut md = String::new();
+        report_of(&mut md, place.keys, place.groups);
+        md
+    }
+
     fn cases(&self, profile: &Profile, driver: Driver, _cpus: u32) -> Vec<Case> {
         let sizes = &profile.mixed;
         [
@@ -241,6 +251,75 @@ pub fn by_kind(kinds: &[Kind], records: &[TaskRecord]) -> BTreeMap<String, KindM
         );
     }
     out
+}
+
+/// Mixed runs: whether every system got the same sequence, and each kind's service time.
+fn report_of(md: &mut String, keys: &[&GroupKey], groups: &BTreeMap<GroupKey, Vec<&RunResult>>) {
+    let runs: Vec<&RunResult> = keys
+        .iter()
+        .flat_map(|k| groups[*k].iter().copied())
+        .collect();
+    let mut fingerprints: Vec<(&str, u64)> = runs
+        .iter()
+        .filter_map(|r| {
+            Some((
+                r.configuration.mix_fingerprint.as_deref()?,
+                r.configuration.task_count,
+            ))
+        })
+        .collect();
+    fingerprints.sort();
+    fingerprints.dedup();
+    let spec = runs.iter().find_map(|r| r.configuration.mix.as_ref());
+    match (fingerprints.as_slice(), spec) {
+        ([(print, count)], Some(spec)) => {
+            let _ = writeln!(
+                md,
+                "\nEvery run got the same {count} tasks in the same order: {}% I/O, {}% light CPU, {}% heavy CPU, \
+                 seed {} (sequence fingerprint `{print}`).",
+                spec.io_percent, spec.light_percent, spec.heavy_percent, spec.seed
+            );
+        }
+        _ => {
+            let _ = writeln!(
+                md,
+                "\n**The runs did not all get the same sequence** ({} fingerprints): compare with care.",
+                fingerprints.len()
+            );
+        }
+    }
+    let _ = writeln!(
+        md,
+        "\n| system | variant | kind | tasks per run | service p50 ms | service p99 ms |\n|---|---|---|---|---|---|"
+    );
+    for k in keys {
+        let runs = &groups[*k];
+        let kinds: Vec<String> = runs
+            .iter()
+            .filter_map(|r| r.metrics.by_kind.as_ref())
+            .flat_map(|m| m.keys().cloned())
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        for kind in kinds {
+            let of = |f: fn(&crate::workloads::mixed::KindMetrics) -> f64| {
+                let v: Vec<f64> = runs
+                    .iter()
+                    .filter_map(|r| r.metrics.by_kind.as_ref()?.get(&kind).map(f))
+                    .collect();
+                crate::analysis::stats::median(&v)
+            };
+            let _ = writeln!(
+                md,
+                "| {} | {} | {kind} | {} | {} | {} |",
+                k.system,
+                k.variant,
+                report::num(of(|m| m.expected as f64), 0),
+                report::num(of(|m| m.service_p50_ms), 2),
+                report::num(of(|m| m.service_p99_ms), 2)
+            );
+        }
+    }
 }
 
 #[cfg(test)]

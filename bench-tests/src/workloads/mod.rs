@@ -53,6 +53,17 @@ pub trait Workload: Sync {
         None
     }
     /// Starts what one run of `case` needs, in the run's directory `dir`.
+    /// Its own part of the report for one broker, after the table of rates and latency
+    /// every scenario gets (or instead of it: see [`Workload::common_table`]).
+    fn report_section(&self, _place: &crate::report::Place) -> String {
+        String::new()
+    }
+
+    /// Whether the report shows the common table of rates and latency for it.
+    fn common_table(&self) -> bool {
+        true
+    }
+
     fn start_run(&self, _case: &Case, _dir: &Path) -> Result<Box<dyn RunPart>> {
         Ok(Box::new(NothingMore))
     }

@@ -9,6 +9,7 @@
 //! and worker memory. The saturation rule is [`is_saturated`].
 
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, Context, Result};
@@ -62,6 +63,13 @@ impl Workload for Stress {
 
     /// One ramp per system, AsyncTasQ asyncio and Celery threads at the same concurrency,
     /// each one continuous paced run of the lead-in and all the steps.
+    /// Each ramp's steps, its saturation point and its highest sustained step.
+    fn report_section(&self, place: &crate::report::Place) -> String {
+        let mut md = String::new();
+        ramps_report(&mut md, &place.file.stress, place.driver);
+        md
+    }
+
     fn cases(&self, profile: &Profile, driver: Driver, _cpus: u32) -> Vec<Case> {
         let sizes = &profile.stress;
         let first = sizes.rates[0];
@@ -452,6 +460,111 @@ fn summarise(steps: Vec<&StressStep>) -> Step {
         pss_growth_mb: opt(|s| s.pss_growth_mb),
         saturated_runs: steps.iter().filter(|s| s.saturated).count(),
         producer_limited_runs: steps.iter().filter(|s| s.producer_limited).count(),
+    }
+}
+
+/// Stress ramps: each step's figures, the saturation point and the highest sustained step.
+fn ramps_report(md: &mut String, ramps: &[Ramp], driver: &str) {
+    let opt = |v: Option<f64>, digits: usize| v.map_or("–".into(), |v| format!("{v:.digits$}"));
+    for ramp in ramps.iter().filter(|r| r.driver == driver) {
+        let _ = writeln!(
+            md,
+            "\n### Ramp: {} {} (one worker pool through every step, n = {})\n",
+            ramp.system, ramp.variant, ramp.runs
+        );
+        let _ = writeln!(md, "| target tasks/s | offered tasks/s | completed tasks/s | depth slope tasks/s (R²) | latency p50 / p99 ms | producer lateness p99 ms | RSS MB at step end | RSS growth MB | PSS MB at step end | saturated in | producer short in |");
+        let _ = writeln!(md, "|---|---|---|---|---|---|---|---|---|---|---|");
+        for s in &ramp.steps {
+            let slope = match (s.depth_per_sec, s.depth_r2) {
+                (Some(g), Some(r2)) => format!("{g:+.0} ({r2:.2})"),
+                _ => "–".into(),
+            };
+            let _ = writeln!(
+                md,
+                "| {:.0} | {:.0} | {:.0} | {slope} | {} / {} | {:.1} | {} | {} | {} | {}/{} | {}/{} |",
+                s.target_rate,
+                s.offered_rate,
+                s.completion_rate,
+                opt(s.latency_p50_ms, 1),
+                opt(s.latency_p99_ms, 1),
+                s.producer_lateness_p99_ms,
+                opt(s.rss_mb, 1),
+                opt(s.rss_growth_mb, 1),
+                opt(s.pss_mb, 1),
+                s.saturated_runs,
+                s.n,
+                s.producer_limited_runs,
+                s.n,
+            );
+        }
+        let at = |rate: Option<f64>| {
+            rate.and_then(|r| ramp.step(r)).map(|s| {
+                let short = if s.producer_short() {
+                    ", the producer short of its target"
+                } else {
+                    ""
+                };
+                format!(
+                    "the {:.0} tasks/s step (offered {:.0}/s, completed {:.0}/s{short})",
+                    s.target_rate, s.offered_rate, s.completion_rate
+                )
+            })
+        };
+        let sustained = at(ramp.highest_sustained_rate)
+            .unwrap_or_else(|| "none (the first step already saturated)".into());
+        let _ = match (at(ramp.saturation_rate), ramp.producer_short_from) {
+            (Some(saturated), _) => writeln!(
+                md,
+                "\n**Saturation point: {saturated}**. Highest sustained: {sustained}.{}",
+                if split_between(ramp) {
+                    " The repetitions split on the steps between."
+                } else {
+                    ""
+                }
+            ),
+            (None, Some(short)) => writeln!(
+                md,
+                "\n**No saturation within what the producer could offer**: from the {short:.0} tasks/s step it fell short, \
+                 offering at most {:.0}/s; the pool kept up, completing up to {:.0}/s. Highest sustained: {sustained}.",
+                ramp.max_offered_rate, ramp.max_completion_rate
+            ),
+            (None, None) => writeln!(
+                md,
+                "\n**No step saturated**: the pool's capacity lies above the ramp. Highest sustained: {sustained}."
+            ),
+        };
+        let _ = writeln!(
+            md,
+            "A step is saturated when {} {} completed less than the producer offered in the step's window by more than {:.0}% \
+             and the queue depth grew over the step with a slope t-statistic of at least {DEPTH_T_MIN} and R² of at least {DEPTH_R2_MIN} \
+             (saturated in most repetitions). \
+             \"Offered\" is what the producer achieved; \"producer short\" marks a step it could not offer within {:.0}% of the target.",
+            ramp.system,
+            ramp.variant,
+            TOLERANCE * 100.0,
+            TOLERANCE * 100.0
+        );
+        if ramp.error_rate > 0.0 {
+            let _ = writeln!(
+                md,
+                "The worst repetition lost, duplicated or failed {:.4} of its tasks.",
+                ramp.error_rate
+            );
+        }
+    }
+}
+
+/// Whether steps between the highest sustained and the saturated one split the repetitions.
+fn split_between(ramp: &Ramp) -> bool {
+    let index =
+        |rate: Option<f64>| rate.and_then(|r| ramp.steps.iter().position(|s| s.target_rate == r));
+    match (
+        index(ramp.highest_sustained_rate),
+        index(ramp.saturation_rate),
+    ) {
+        (Some(low), Some(high)) => high > low + 1,
+        (None, Some(high)) => high > 0,
+        _ => false,
     }
 }
 

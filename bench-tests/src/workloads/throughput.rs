@@ -2,6 +2,8 @@
 //! live (workers up, producer as fast as it can) and paced (open loop at fixed rates, or
 //! at fractions of each system's highest sustainable rate found by `run::sweep`).
 
+use std::fmt::Write as _;
+
 use super::{Case, Mode, Workload};
 use crate::profile::Profile;
 use crate::provision::brokers::Driver;
@@ -12,6 +14,13 @@ pub struct Throughput;
 impl Workload for Throughput {
     fn name(&self) -> &'static str {
         "throughput"
+    }
+
+    /// How each system's highest sustainable rate was found (automatic rate searches).
+    fn report_section(&self, place: &crate::report::Place) -> String {
+        let mut md = String::new();
+        sweeps_report(&mut md, &place.file.sweeps, place.driver);
+        md
     }
 
     fn cases(&self, profile: &Profile, driver: Driver, cpus: u32) -> Vec<Case> {
@@ -90,4 +99,37 @@ pub fn paced_templates(profile: &Profile, driver: Driver, cpus: u32) -> Vec<Case
             case
         })
         .collect()
+}
+
+/// Automatic rate searches: how each system's highest sustainable rate was found.
+fn sweeps_report(md: &mut String, sweeps: &[crate::run::sweep::SweepOutcome], driver: &str) {
+    for sweep in sweeps.iter().filter(|s| s.driver == driver) {
+        let probes: Vec<String> = sweep
+            .probes
+            .iter()
+            .map(|p| {
+                if p.sustainable {
+                    format!("{:.0}/s sustained (p99 {:.1} ms)", p.rate, p.latency_p99_ms)
+                } else {
+                    format!("{:.0}/s not sustained ({})", p.rate, p.why)
+                }
+            })
+            .collect();
+        let _ = writeln!(
+            md,
+            "\n**{} {}: highest sustainable rate {:.0} tasks/s** (unpaced live estimate {:.0}/s; probes: {}). \
+             Measured at {}.",
+            sweep.system,
+            sweep.variant,
+            sweep.max_sustainable_rate,
+            sweep.live_estimate,
+            probes.join("; "),
+            sweep
+                .rates
+                .iter()
+                .map(|r| format!("{r:.0}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
 }

@@ -42,7 +42,7 @@ impl QueueSystem for AsyncTasq {
     }
 
     /// `python -m asynctasq worker ...`, run by a launcher that sets the root log level to
-    /// WARNING after AsyncTasQ's own logging setup (which fixes INFO: two lines per task).
+    /// WARNING after AsyncTasQ's own logging setup (which fixes INFO; per-task lines come only with events on).
     fn worker_command(&self, variant: &Variant, env: &RunEnv) -> Command {
         let mut command = self.configured(env, env.python.python.clone());
         command.env("BENCH_ASYNCTASQ_LOG_LEVEL", super::WORKER_LOG_LEVEL);

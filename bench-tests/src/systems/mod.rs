@@ -394,7 +394,7 @@ mod tests {
         let log = "Driver  RedisDriver\nBENCH_CONFIG driver_class=RedisDriver\n\
             BENCH_CONFIG concurrency=10\nBENCH_CONFIG log_level=WARNING\n";
         assert!(verify_worker_config(&asyncio, Driver::Redis, log, "").is_empty());
-        // AsyncTasQ's CLI at its own INFO: two lines per task.
+        // AsyncTasQ's CLI at its own INFO (with events on, two lines per task).
         let info = format!("{log}[12:00:00] INFO     Processing task 7f3a: noop\n");
         let errors = verify_worker_config(&asyncio, Driver::Redis, &info, "");
         assert_eq!(

@@ -533,6 +533,16 @@ mod tests {
         .unwrap()
     }
 
+    /// The distinct (variant A, variant B) pairs the summary compared, in order.
+    fn paired_variants(s: &Summary) -> Vec<(String, String)> {
+        let pairs: std::collections::BTreeSet<(String, String)> = s
+            .comparisons
+            .iter()
+            .map(|c| (c.variant_a.clone(), c.variant_b.clone()))
+            .collect();
+        pairs.into_iter().collect()
+    }
+
     fn reps(system: &str, variant: &str, mode: &str, workers: u32, base: f64) -> Vec<RunResult> {
         (0..5)
             .map(|i| {
@@ -609,15 +619,11 @@ mod tests {
         runs.extend(reps("asynctasq", "asyncio", "live", 10, 2000.0));
         runs.extend(reps("celery", "threads", "live", 4, 700.0));
         let s = summarize(&runs);
-        let pairs: std::collections::BTreeSet<(String, String)> = s
-            .comparisons
-            .iter()
-            .map(|c| (c.variant_a.clone(), c.variant_b.clone()))
-            .collect();
+        let pairs = paired_variants(&s);
         // Before: every pair on the same scenario, driver and mode (prefork-c2 against
         // asyncio-c10, asyncio vs threads at other concurrencies, 100/s against 300/s paced).
         assert_eq!(
-            pairs.into_iter().collect::<Vec<_>>(),
+            pairs,
             [("asyncio-c10".to_string(), "threads-c10".to_string())]
         );
     }
@@ -643,14 +649,10 @@ mod tests {
             "at-least-once",
         ));
         let s = summarize(&runs);
-        let pairs: std::collections::BTreeSet<(String, String)> = s
-            .comparisons
-            .iter()
-            .map(|c| (c.variant_a.clone(), c.variant_b.clone()))
-            .collect();
+        let pairs = paired_variants(&s);
         // Before: AsyncTasQ (ack after the task) was also paired with Celery's early ack.
         assert_eq!(
-            pairs.into_iter().collect::<Vec<_>>(),
+            pairs,
             [
                 (
                     "asyncio-c10".to_string(),

@@ -55,7 +55,9 @@ impl QueueSystem for Celery {
         if let Some(client) = variant.option("http") {
             command.env("BENCH_HTTP_CLIENT", client);
         }
-        if let Some(options) = worker_transport_options(variant, &env.broker.endpoint()) {
+        if let Some(options) =
+            worker_transport_options(variant, env.broker.driver(), &env.broker.endpoint())
+        {
             command.env("BENCH_CELERY_TRANSPORT_OPTIONS", options);
         }
         command.args([
@@ -240,11 +242,11 @@ fn redis_max_connections(variant: &Variant, driver: Driver) -> Option<u32> {
 }
 
 /// The worker's `broker_transport_options`: the broker's own, plus the pool's.
-fn worker_transport_options(variant: &Variant, endpoint: &Endpoint) -> Option<String> {
-    let driver = match endpoint {
-        Endpoint::Redis { .. } => Driver::Redis,
-        _ => return transport_options(endpoint),
-    };
+fn worker_transport_options(
+    variant: &Variant,
+    driver: Driver,
+    endpoint: &Endpoint,
+) -> Option<String> {
     redis_max_connections(variant, driver)
         .map(|n| serde_json::json!({ "max_connections": n }).to_string())
         .or_else(|| transport_options(endpoint))

@@ -209,11 +209,20 @@ impl Variant {
 
     /// e.g. `asyncio-c10`, `threads-c10-acks_late`, `gevent-c50-http_httpx`.
     pub fn label(&self) -> String {
-        let mut label = format!("{}-c{}", self.pool, self.concurrency);
-        for (name, value) in &self.options {
-            label.push_str(&format!("-{name}_{value}"));
-        }
-        label
+        format!(
+            "{}-c{}{}",
+            self.pool,
+            self.concurrency,
+            self.options_label()
+        )
+    }
+
+    /// The options as the label ends in them, e.g. `-acks_late-http_httpx` ("" for none).
+    pub fn options_label(&self) -> String {
+        self.options
+            .iter()
+            .map(|(name, value)| format!("-{name}_{value}"))
+            .collect()
     }
 }
 

@@ -25,10 +25,7 @@ pub fn ci_profile() -> Profile {
 /// The ci-profile throughput case of a system, pool and mode.
 /// A variant without its sizes: the pool and its options, e.g. `threads-acks_late`.
 pub fn pool_and_options(variant: &bench_tests::systems::Variant) -> String {
-    let options = variant.options.iter().map(|(k, v)| format!("-{k}_{v}"));
-    std::iter::once(variant.pool.clone())
-        .chain(options)
-        .collect()
+    format!("{}{}", variant.pool, variant.options_label())
 }
 
 /// The ci throughput case of `system` whose pool and options are `pool` (see

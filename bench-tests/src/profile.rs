@@ -38,6 +38,11 @@ pub struct Profile {
     pub coldstart: ColdstartSizes,
     pub mixed: MixedSizes,
     pub stress: StressSizes,
+    pub serialization: crate::workloads::serialization::Sizes,
+    pub pipeline: crate::workloads::pipeline::Sizes,
+    pub events: crate::workloads::events::Sizes,
+    pub fastapi: crate::workloads::fastapi::Sizes,
+    pub api_overhead: crate::workloads::api_overhead::Sizes,
     /// Targets and claims checked against the summary (see `criteria`).
     #[serde(default)]
     pub criteria: Vec<crate::analysis::criteria::Criterion>,
@@ -241,6 +246,9 @@ impl Profile {
         profile
             .adaptive()
             .with_context(|| format!("in {}", path.display()))?;
+        for workload in crate::workloads::REGISTRY {
+            workload.validate_profile(&profile, &path.display().to_string())?;
+        }
         Ok(profile)
     }
 

@@ -213,6 +213,41 @@ pub struct Metrics {
     /// connection setup was timed as dispatch, and the run is invalid.
     #[serde(default)]
     pub producer_sockets_opened: Option<u64>,
+    /// The workload's own figures, by name (its [`crate::workloads::Workload::measures`]
+    /// say what each is, its unit and which direction is better): encode time, bytes per
+    /// payload, events received, lifespan startup... The summary and criteria read them
+    /// like the built-in metrics.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub measures: BTreeMap<String, f64>,
+}
+
+impl Metrics {
+    /// Metrics of a run that measured none of the task-queue figures (a micro-benchmark in
+    /// its own process): every rate, time and latency not measured (null in the JSON).
+    pub fn not_measured() -> Metrics {
+        let nan = f64::NAN;
+        Metrics {
+            enqueue_time_seconds: nan,
+            enqueue_rate_per_sec: nan,
+            processing_time_seconds: nan,
+            processing_time_from_spawn_seconds: nan,
+            throughput_from_spawn_tasks_per_sec: nan,
+            latency_mean_ms: nan,
+            latency_p50_ms: nan,
+            latency_p95_ms: nan,
+            latency_p99_ms: nan,
+            latency_max_ms: nan,
+            latency_kind: "not measured".into(),
+            queue_wait_p50_ms: nan,
+            queue_wait_p99_ms: nan,
+            service_mean_us: nan,
+            service_p99_us: nan,
+            memory_rss_mb: nan,
+            memory_rss_steady_mb: nan,
+            worker_stopped_gracefully: true,
+            ..Metrics::default()
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

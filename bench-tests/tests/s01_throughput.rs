@@ -123,7 +123,9 @@ fn ci_floors_of(case: &Case) -> Vec<Criterion> {
 /// Celery's included (a bench restricted to one system never judged the other's).
 fn assert_ci_floors(case: &Case, result: &RunResult) {
     for c in ci_floors_of(case) {
-        let value = (metric(&c.metric).expect("a known metric").value)(result)
+        let value = metric(&c.metric)
+            .expect("a known metric")
+            .value(result)
             .unwrap_or_else(|| panic!("{}: {} not measured", c.name, c.metric));
         eprintln!(
             "{}: {} = {value:.1} ({} {} {})",

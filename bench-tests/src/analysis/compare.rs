@@ -59,7 +59,10 @@ pub fn compare(base: &[RunResult], new: &[RunResult]) -> Vec<Change> {
         let Some(base_runs) = base_groups.get(key) else {
             continue;
         };
-        for def in summary::METRICS.iter().filter(|d| d.judged_in(&key.mode)) {
+        for def in summary::all_metrics()
+            .iter()
+            .filter(|d| d.judged_in(&key.mode))
+        {
             let (b, n) = (
                 summary::values(def, base_runs),
                 summary::values(def, new_runs),

@@ -114,7 +114,7 @@ impl Criterion {
             );
         }
         if crate::analysis::summary::metric(&self.metric).is_none() {
-            let valid: Vec<&str> = crate::analysis::summary::METRICS
+            let valid: Vec<&str> = crate::analysis::summary::all_metrics()
                 .iter()
                 .map(|m| m.name)
                 .collect();

@@ -15,7 +15,15 @@ pub struct MetricDef {
     /// Latency: measured only in paced (open-loop) runs; in drain and live runs it is the
     /// queue's own backlog (a queueing artefact), so no verdict or comparison uses it there.
     pub paced_only: bool,
-    pub value: fn(&RunResult) -> Option<f64>,
+    pub source: Source,
+}
+
+/// Where a metric's value is read from.
+pub enum Source {
+    /// A field of every run's metrics.
+    Field(fn(&RunResult) -> Option<f64>),
+    /// A workload's own figure, in `metrics.measures` under the metric's name.
+    Measure,
 }
 
 impl MetricDef {
@@ -23,6 +31,36 @@ impl MetricDef {
     pub fn judged_in(&self, mode: &str) -> bool {
         !self.paced_only || mode == "paced"
     }
+
+    /// Its value in run `r` (None: not measured there).
+    pub fn value(&self, r: &RunResult) -> Option<f64> {
+        match self.source {
+            Source::Field(read) => read(r),
+            Source::Measure => r.metrics.measures.get(self.name).copied(),
+        }
+    }
+}
+
+/// The built-in metrics, then every workload's own measures (in registry order): what the
+/// summary describes and compares, and what criteria may name.
+pub fn all_metrics() -> &'static [MetricDef] {
+    static ALL: std::sync::OnceLock<Vec<MetricDef>> = std::sync::OnceLock::new();
+    ALL.get_or_init(|| {
+        let mut all: Vec<MetricDef> = METRICS.into_iter().collect();
+        for workload in crate::workloads::REGISTRY {
+            for m in workload.measures() {
+                if !all.iter().any(|d| d.name == m.name) {
+                    all.push(MetricDef {
+                        name: m.name,
+                        better: m.better,
+                        paced_only: false,
+                        source: Source::Measure,
+                    });
+                }
+            }
+        }
+        all
+    })
 }
 
 pub const METRICS: [MetricDef; 10] = [
@@ -30,50 +68,50 @@ pub const METRICS: [MetricDef; 10] = [
         name: "throughput_tasks_per_sec",
         better: Better::Higher,
         paced_only: false,
-        value: |r| r.metrics.throughput_tasks_per_sec,
+        source: Source::Field(|r| r.metrics.throughput_tasks_per_sec),
     },
     MetricDef {
         name: "enqueue_rate_per_sec",
         better: Better::Higher,
         paced_only: false,
-        value: |r| Some(r.metrics.enqueue_rate_per_sec),
+        source: Source::Field(|r| Some(r.metrics.enqueue_rate_per_sec)),
     },
     MetricDef {
         name: "latency_mean_ms",
         better: Better::Lower,
         paced_only: true,
-        value: |r| Some(r.metrics.latency_mean_ms),
+        source: Source::Field(|r| Some(r.metrics.latency_mean_ms)),
     },
     MetricDef {
         name: "latency_p50_ms",
         better: Better::Lower,
         paced_only: true,
-        value: |r| Some(r.metrics.latency_p50_ms),
+        source: Source::Field(|r| Some(r.metrics.latency_p50_ms)),
     },
     MetricDef {
         name: "latency_p95_ms",
         better: Better::Lower,
         paced_only: true,
-        value: |r| Some(r.metrics.latency_p95_ms),
+        source: Source::Field(|r| Some(r.metrics.latency_p95_ms)),
     },
     MetricDef {
         name: "latency_p99_ms",
         better: Better::Lower,
         paced_only: true,
-        value: |r| Some(r.metrics.latency_p99_ms),
+        source: Source::Field(|r| Some(r.metrics.latency_p99_ms)),
     },
     MetricDef {
         name: "memory_rss_mb",
         better: Better::Lower,
         paced_only: false,
-        value: |r| Some(r.metrics.memory_rss_mb),
+        source: Source::Field(|r| Some(r.metrics.memory_rss_mb)),
     },
     // PSS splits prefork's shared pages between the children: the fair memory figure.
     MetricDef {
         name: "memory_pss_mb",
         better: Better::Lower,
         paced_only: false,
-        value: |r| r.metrics.memory_pss_mb,
+        source: Source::Field(|r| r.metrics.memory_pss_mb),
     },
     // No better direction: less CPU for the same work is cheaper, but a pool that uses more
     // of the cores on a CPU-bound workload is doing its job. Comparisons report the ratio only.
@@ -81,14 +119,14 @@ pub const METRICS: [MetricDef; 10] = [
         name: "cpu_percent",
         better: Better::Neither,
         paced_only: false,
-        value: |r| r.metrics.cpu_percent,
+        source: Source::Field(|r| r.metrics.cpu_percent),
     },
     // Cold start: spawning the worker to the end of the first task (drain of one task).
     MetricDef {
         name: "processing_time_from_spawn_seconds",
         better: Better::Lower,
         paced_only: false,
-        value: |r| Some(r.metrics.processing_time_from_spawn_seconds),
+        source: Source::Field(|r| Some(r.metrics.processing_time_from_spawn_seconds)),
     },
 ];
 
@@ -186,7 +224,7 @@ fn like_for_like((ka, a): (&GroupKey, &[&RunResult]), (kb, b): (&GroupKey, &[&Ru
 }
 
 pub fn metric(name: &str) -> Option<&'static MetricDef> {
-    METRICS.iter().find(|m| m.name == name)
+    all_metrics().iter().find(|m| m.name == name)
 }
 
 /// Identifies a group of repetitions.
@@ -352,7 +390,7 @@ pub fn excluded(results: &[RunResult]) -> Vec<Excluded> {
 /// A metric's finite values over runs.
 pub fn values(def: &MetricDef, runs: &[&RunResult]) -> Vec<f64> {
     runs.iter()
-        .filter_map(|r| (def.value)(r))
+        .filter_map(|r| def.value(r))
         .filter(|v| v.is_finite())
         .collect()
 }
@@ -367,11 +405,11 @@ pub fn summarize(results: &[RunResult]) -> Summary {
             .filter(|r| !is_valid(r))
             .map(|r| r.benchmark_id.clone())
             .collect();
-        for def in &METRICS {
+        for def in all_metrics() {
             let (ids, values): (Vec<&str>, Vec<f64>) = runs
                 .iter()
                 .filter_map(|r| {
-                    (def.value)(r)
+                    def.value(r)
                         .filter(|v| v.is_finite())
                         .map(|v| (r.benchmark_id.as_str(), v))
                 })
@@ -414,7 +452,7 @@ pub fn summarize(results: &[RunResult]) -> Summary {
 /// runs: what differences smaller than this are worth on this machine (latency: paced
 /// groups only, as everywhere it is judged).
 pub fn noise_floor(groups: &[Group]) -> Vec<NoiseFloor> {
-    METRICS
+    all_metrics()
         .iter()
         .filter_map(|def| {
             let cvs: Vec<f64> = groups
@@ -445,7 +483,7 @@ fn comparisons(groups: &BTreeMap<GroupKey, Vec<&RunResult>>) -> Vec<Comparison> 
             if !like_for_like((ka, &groups[*ka]), (kb, &groups[*kb])) {
                 continue;
             }
-            for def in METRICS.iter().filter(|d| d.judged_in(&ka.mode)) {
+            for def in all_metrics().iter().filter(|d| d.judged_in(&ka.mode)) {
                 let (a, b) = (values(def, &groups[*ka]), values(def, &groups[*kb]));
                 if a.is_empty() || b.is_empty() {
                     continue;

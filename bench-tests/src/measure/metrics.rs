@@ -157,6 +157,7 @@ pub fn metrics(input: &MeasureInput) -> (Metrics, Histograms) {
         memory_pss_mb: usage.peak_pss_mb,
         stress_steps: None,
         producer_sockets_opened: input.producer.sockets_opened_in_window,
+        measures: Default::default(),
     };
     (metrics, h)
 }

@@ -313,6 +313,18 @@ pub fn charts(results: &[RunResult], summary: &Summary) -> Result<Vec<(String, S
     let mut out = Vec::new();
     for (place, keys) in &by_place {
         let place_title = place.replacen('-', " on ", 1);
+        if let Some(workload) = keys
+            .first()
+            .and_then(|k| crate::workloads::get(&k.scenario).ok())
+        {
+            let own = ChartPlace {
+                name: place,
+                keys,
+                groups: &groups,
+                stats: summary,
+            };
+            out.extend(workload.charts(&own)?);
+        }
         // One chart per mode: a paced run's throughput is its offered rate, not a capacity,
         // and does not belong beside a drain.
         let mut modes: Vec<&str> = keys.iter().map(|k| k.mode.as_str()).collect();
@@ -386,10 +398,12 @@ pub fn charts(results: &[RunResult], summary: &Summary) -> Result<Vec<(String, S
                     .collect(),
             })
             .collect();
-        out.push((
-            format!("rss-{place}.svg"),
-            charts::time_series(&format!("Worker RSS over a run, {place_title}"), "MB", &rss)?,
-        ));
+        if rss.iter().any(|series| !series.points.is_empty()) {
+            out.push((
+                format!("rss-{place}.svg"),
+                charts::time_series(&format!("Worker RSS over a run, {place_title}"), "MB", &rss)?,
+            ));
+        }
         let depth: Vec<Series> = keys
             .iter()
             .filter_map(|k| groups[*k].first().map(|r| (k, r)))
@@ -640,6 +654,16 @@ fn headline(c: &summary::Comparison) -> bool {
     c.mode != "paced" && !own_table
 }
 
+/// What a workload's own charts read: its groups on one broker (`name` is the place,
+/// `scenario-driver`: each chart's file name ends with `-{name}.svg`, which puts it under
+/// that place's section of the report).
+pub struct ChartPlace<'a> {
+    pub name: &'a str,
+    pub keys: &'a [&'a GroupKey],
+    pub groups: &'a BTreeMap<GroupKey, Vec<&'a RunResult>>,
+    pub stats: &'a Summary,
+}
+
 /// What a workload's own report section reads: its groups on one broker, and the run's
 /// summary file (ceilings, ramps, sweeps).
 pub struct Place<'a> {
@@ -648,6 +672,16 @@ pub struct Place<'a> {
     pub groups: &'a BTreeMap<GroupKey, Vec<&'a RunResult>>,
     pub stats: &'a Summary,
     pub file: &'a SummaryFile,
+}
+
+/// Links the charts of one place (`scenario-driver`) into the report.
+fn embed_charts(md: &mut String, chart_names: &[String], place: &str) {
+    for name in chart_names
+        .iter()
+        .filter(|n| n.ends_with(&format!("-{place}.svg")))
+    {
+        let _ = writeln!(md, "\n![{name}](charts/{name})");
+    }
 }
 
 /// The Markdown report.
@@ -824,13 +858,17 @@ pub fn markdown(results: &[RunResult], file: &SummaryFile, chart_names: &[String
         };
         if let Some(w) = workload.filter(|w| !w.common_table()) {
             md.push_str(&w.report_section(&place));
+            embed_charts(&mut md, chart_names, &format!("{scenario}-{driver}"));
             continue;
         }
         let _ = writeln!(md, "| system | variant | mode | n | tasks/s (95% CI) | enqueue/s (95% CI) | p50 ms | p99 ms | RSS MB | PSS MB | CPU % | outliers |");
         let _ = writeln!(md, "|---|---|---|---|---|---|---|---|---|---|---|---|");
         for k in keys {
             let g = |m| mean_of(&stats, k, m);
-            let measured: Vec<&Group> = summary::METRICS.iter().filter_map(|d| g(d.name)).collect();
+            let measured: Vec<&Group> = summary::all_metrics()
+                .iter()
+                .filter_map(|d| g(d.name))
+                .collect();
             let Some(n) = measured.iter().map(|x| x.n).max() else {
                 continue; // every run of the group was excluded
             };
@@ -865,13 +903,7 @@ pub fn markdown(results: &[RunResult], file: &SummaryFile, chart_names: &[String
         if let Some(w) = workload {
             md.push_str(&w.report_section(&place));
         }
-        let place = format!("{scenario}-{driver}");
-        for name in chart_names
-            .iter()
-            .filter(|n| n.ends_with(&format!("-{place}.svg")))
-        {
-            let _ = writeln!(md, "\n![{name}](charts/{name})");
-        }
+        embed_charts(&mut md, chart_names, &format!("{scenario}-{driver}"));
         let pairs: Vec<&summary::Comparison> = file
             .comparisons
             .iter()

@@ -93,21 +93,15 @@ pub fn block(root: &Path, dirs: &[PathBuf]) -> Result<String> {
 }
 
 /// The metric a mode is compared on: tasks/s, or p99 latency for open-loop runs.
-fn primary_metric(mode: &str) -> &'static str {
-    if mode == "paced" {
-        "latency_p99_ms"
-    } else {
-        "throughput_tasks_per_sec"
-    }
-}
-
 /// Cross-system pairs (same concurrency, rate, mode and delivery semantics) on each mode's
 /// primary metric: the ratio A/B with its bootstrap CI, Holm-corrected p and the verdict.
 pub fn comparisons(summary: &summary::Summary) -> String {
     let rows: Vec<_> = summary
         .comparisons
         .iter()
-        .filter(|c| c.a != c.b && c.metric == primary_metric(&c.mode))
+        .filter(|c| {
+            c.a != c.b && c.metric == crate::run::bench::primary_metric(&c.scenario, &c.mode)
+        })
         .collect();
     if rows.is_empty() {
         return String::new();

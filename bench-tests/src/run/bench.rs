@@ -313,7 +313,7 @@ pub fn execute(h: &Harness, plan: &BenchPlan, results_root: &Path) -> Result<Ben
             let started = Instant::now();
             let mut show =
                 |done: u64| bar.set_message(format!("{label}: {done}/{} tasks", case.task_count));
-            let outcome = run::run_once(h, &request, &mut show);
+            let outcome = run::run(h, &request, &mut show);
             if !warmup {
                 progress[index].attempts += 1;
             }
@@ -326,7 +326,7 @@ pub fn execute(h: &Harness, plan: &BenchPlan, results_root: &Path) -> Result<Ben
                             &out.histograms.end_to_end,
                         )?;
                         // Only valid runs count towards the precision, as in the summary.
-                        let value = (primary_metric(case).value)(&out.result);
+                        let value = primary_value(case, &out.result);
                         if crate::analysis::summary::validity(&out.result).is_ok()
                             && value.is_finite()
                         {
@@ -368,7 +368,10 @@ pub fn execute(h: &Harness, plan: &BenchPlan, results_root: &Path) -> Result<Ben
                         format!(
                             "{}: {}",
                             cases[index].label(),
-                            stop.describe(primary_metric(&cases[index]).name)
+                            stop.describe(primary_metric(
+                                cases[index].scenario,
+                                cases[index].mode.name()
+                            ))
                         ),
                     );
                     p.stopped = Some(stop);
@@ -415,34 +418,30 @@ struct CaseProgress {
     stopped: Option<Stop>,
 }
 
-/// The metric whose CI decides when a case has run often enough.
-#[derive(Debug, Clone, Copy)]
-pub struct PrimaryMetric {
-    pub name: &'static str,
-    pub value: fn(&RunResult) -> f64,
-}
-
-/// Drain and live: throughput, the number those runs exist for. Paced: the offered rate
-/// fixes the throughput, so latency decides; p99, the noisiest of the latency figures the
-/// criteria check (mean, p95, p99), so when it is precise the others are too. A workload
-/// may name its own (cold start: spawn to the task's end).
-pub fn primary_metric(case: &Case) -> PrimaryMetric {
-    if let Some(own) = workloads::get(case.scenario)
+/// The metric whose CI decides when a case has run often enough, and the one the README's
+/// comparisons show: a workload's own (cold start: spawn to the task's end; a
+/// micro-benchmark: its headline figure), else the mode's. Drain and live: throughput, the
+/// number those runs exist for. Paced: the offered rate fixes the throughput, so latency
+/// decides; p99, the noisiest of the latency figures the criteria check (mean, p95, p99), so
+/// when it is precise the others are too.
+pub fn primary_metric(scenario: &str, mode: &str) -> &'static str {
+    if let Some(own) = workloads::get(scenario)
         .ok()
         .and_then(|w| w.primary_metric())
     {
         return own;
     }
-    match case.mode {
-        crate::workloads::Mode::Paced => PrimaryMetric {
-            name: "latency_p99_ms",
-            value: |r| r.metrics.latency_p99_ms,
-        },
-        _ => PrimaryMetric {
-            name: "throughput_tasks_per_sec",
-            value: |r| r.metrics.throughput_tasks_per_sec.unwrap_or(f64::NAN),
-        },
+    match mode {
+        "paced" => "latency_p99_ms",
+        _ => "throughput_tasks_per_sec",
     }
+}
+
+/// Run `r`'s value of the primary metric of its case (NaN: not measured).
+fn primary_value(case: &Case, r: &RunResult) -> f64 {
+    crate::analysis::summary::metric(primary_metric(case.scenario, case.mode.name()))
+        .and_then(|m| m.value(r))
+        .unwrap_or(f64::NAN)
 }
 
 /// Whether a case runs again.
@@ -530,7 +529,7 @@ fn write_stopping(
         .map(|(case, p)| {
             serde_json::json!({
                 "case": case.label(),
-                "metric": primary_metric(case).name,
+                "metric": primary_metric(case.scenario, case.mode.name()),
                 "attempts": p.attempts,
                 "stop": p.stopped,
             })

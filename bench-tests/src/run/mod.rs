@@ -60,7 +60,13 @@ pub struct RunOutput {
     pub histograms: metrics::Histograms,
 }
 
-/// Runs one repetition. Errors (worker crash, timeout, stall) carry the run id, the
+/// Runs one repetition the way its workload runs them ([`crate::workloads::Workload::run`]:
+/// the engine below, unless the workload has its own).
+pub fn run(h: &Harness, req: &RunRequest, on_progress: &mut dyn FnMut(u64)) -> Result<RunOutput> {
+    workloads::get(req.case.scenario)?.run(h, req, on_progress)
+}
+
+/// The run engine: one repetition. Errors (worker crash, timeout, stall) carry the run id, the
 /// progress, the queue depth and the worker's stderr tail; no process of the run survives.
 pub fn run_once(
     h: &Harness,

@@ -109,6 +109,12 @@ impl QueueSystem for AsyncTasq {
         .map(|setting| format!("BENCH_CONFIG {setting}\n"))
         .collect();
         lines.push(class.to_string());
+        // Events are set through the run's task environment by the workload that varies them.
+        let events = variant.option("events") == Some("on");
+        lines.push(format!(
+            "BENCH_CONFIG events_redis={}\n",
+            if events { "True" } else { "False" }
+        ));
         lines
     }
 

@@ -109,6 +109,13 @@ impl QueueSystem for Celery {
         if let Some(n) = redis_max_connections(variant, driver) {
             lines.push(format!("BENCH_CONFIG redis_max_connections={n}\n"));
         }
+        // Set through the run's task environment by the workloads that vary them.
+        if let Some(serializer) = variant.option("serializer") {
+            lines.push(format!("BENCH_CONFIG task_serializer={serializer}\n"));
+        }
+        if variant.option("events") == Some("on") {
+            lines.push("BENCH_CONFIG send_task_events=True\n".into());
+        }
         lines
     }
 

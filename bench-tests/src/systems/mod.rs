@@ -401,8 +401,15 @@ mod tests {
     fn a_worker_logging_below_warning_is_not_verified() {
         let asyncio = Variant::new(System::ASYNCTASQ, "asyncio", 10);
         let log = "Driver  RedisDriver\nBENCH_CONFIG driver_class=RedisDriver\n\
-            BENCH_CONFIG concurrency=10\nBENCH_CONFIG log_level=WARNING\n";
+            BENCH_CONFIG concurrency=10\nBENCH_CONFIG log_level=WARNING\n\
+            BENCH_CONFIG events_redis=False\n";
         assert!(verify_worker_config(&asyncio, Driver::Redis, log, "").is_empty());
+        // Events on must show in the worker's settings, and off must not be on.
+        let with_events = asyncio.clone().with("events", "on");
+        assert_eq!(
+            verify_worker_config(&with_events, Driver::Redis, log, "").len(),
+            1
+        );
         // AsyncTasQ's CLI at its own INFO (with events on, two lines per task).
         let info = format!("{log}[12:00:00] INFO     Processing task 7f3a: noop\n");
         let errors = verify_worker_config(&asyncio, Driver::Redis, &info, "");

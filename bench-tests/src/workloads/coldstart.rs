@@ -7,7 +7,6 @@ use super::{Case, Workload};
 use crate::profile::Profile;
 use crate::provision::brokers::Driver;
 use crate::report;
-use crate::run::bench::PrimaryMetric;
 use crate::systems::{celery, System, Variant};
 
 pub struct Coldstart;
@@ -18,11 +17,8 @@ impl Workload for Coldstart {
     }
 
     /// The time from worker spawn to the task's end: the only figure of a one-task run.
-    fn primary_metric(&self) -> Option<PrimaryMetric> {
-        Some(PrimaryMetric {
-            name: "processing_time_from_spawn_seconds",
-            value: |r| r.metrics.processing_time_from_spawn_seconds,
-        })
+    fn primary_metric(&self) -> Option<&'static str> {
+        Some("processing_time_from_spawn_seconds")
     }
 
     /// One task per run, so no rate: time from spawn to that task's end, and memory.

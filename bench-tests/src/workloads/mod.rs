@@ -6,14 +6,19 @@
 //! Adding a workload: its module here, one line in [`REGISTRY`], its profile section and
 //! its fixture tasks.
 
+pub mod api_overhead;
 pub mod behaviour;
 pub mod case;
 pub mod coldstart;
 pub mod cpu;
 pub mod drivers;
+pub mod events;
+pub mod fastapi;
 pub mod io;
 pub mod mixed;
 pub mod mock_http;
+pub mod pipeline;
+pub mod serialization;
 pub mod stress;
 pub mod throughput;
 
@@ -23,10 +28,12 @@ use anyhow::{bail, Result};
 
 pub use case::{Case, Mode};
 
+use crate::harness::Harness;
 use crate::measure::collector::Tally;
 use crate::profile::Profile;
 use crate::provision::brokers::Driver;
 use crate::result::{Configuration, DepthPoint, Metrics, TimePoint};
+use crate::run::{self, RunOutput, RunRequest};
 
 /// One kind of load and what it measures.
 pub trait Workload: Sync {
@@ -48,15 +55,26 @@ pub trait Workload: Sync {
         false
     }
     /// The metric whose CI decides when its cases have run often enough (None: the mode's,
-    /// tasks/s or paced p99; see `run::bench::primary_metric`).
-    fn primary_metric(&self) -> Option<crate::run::bench::PrimaryMetric> {
+    /// tasks/s or paced p99; see `run::bench::primary_metric`). A built-in metric or one of
+    /// its [`Workload::measures`].
+    fn primary_metric(&self) -> Option<&'static str> {
         None
     }
-    /// Starts what one run of `case` needs, in the run's directory `dir`.
+    /// Its own figures (in `metrics.measures`), which the summary describes and compares
+    /// and criteria may name, like the built-in metrics.
+    fn measures(&self) -> &'static [Measure] {
+        &[]
+    }
     /// Its own part of the report for one broker, after the table of rates and latency
     /// every scenario gets (or instead of it: see [`Workload::common_table`]).
     fn report_section(&self, _place: &crate::report::Place) -> String {
         String::new()
+    }
+
+    /// Its own charts for one broker: (file name ending `-{place.name}.svg`, SVG), beside
+    /// the common ones (throughput bars, latency boxes, RSS and depth over time).
+    fn charts(&self, _place: &crate::report::ChartPlace) -> Result<Vec<(String, String)>> {
+        Ok(Vec::new())
     }
 
     /// Whether the report shows the common table of rates and latency for it.
@@ -64,9 +82,39 @@ pub trait Workload: Sync {
         true
     }
 
+    /// Why its profile section cannot be used: an error naming `file`, the key and the
+    /// valid range (checked when the profile loads).
+    fn validate_profile(&self, _profile: &Profile, _file: &str) -> Result<()> {
+        Ok(())
+    }
+
+    /// Starts what one run of `case` needs, in the run's directory `dir`.
     fn start_run(&self, _case: &Case, _dir: &Path) -> Result<Box<dyn RunPart>> {
         Ok(Box::new(NothingMore))
     }
+
+    /// One repetition of `req.case`. The default is the run engine ([`run::run_once`]:
+    /// producer, workers, collector); a workload whose runs have another shape (a
+    /// micro-benchmark in its own process, an HTTP app in front of the queue) runs its own,
+    /// built from the same parts, and returns the same kind of result.
+    fn run(
+        &self,
+        h: &Harness,
+        req: &RunRequest,
+        on_progress: &mut dyn FnMut(u64),
+    ) -> Result<RunOutput> {
+        run::run_once(h, req, on_progress)
+    }
+}
+
+/// A figure a workload measures itself: its name in `metrics.measures` (with the unit as
+/// its suffix, as the built-in metrics: `_us`, `_ms`, `_bytes`, `_ratio`...), which way is
+/// better, and what it is, for the report.
+#[derive(Debug, Clone, Copy)]
+pub struct Measure {
+    pub name: &'static str,
+    pub better: crate::analysis::stats::Better,
+    pub about: &'static str,
 }
 
 /// What a workload adds to one run. Services it started live as long as this value.
@@ -105,7 +153,7 @@ pub struct NothingMore;
 impl RunPart for NothingMore {}
 
 /// Every workload, in the order a full `bench` runs them.
-pub static REGISTRY: [&dyn Workload; 7] = [
+pub static REGISTRY: [&dyn Workload; 12] = [
     &throughput::Throughput,
     &drivers::Drivers,
     &io::Io,
@@ -113,6 +161,11 @@ pub static REGISTRY: [&dyn Workload; 7] = [
     &mixed::Mixed,
     &stress::Stress,
     &coldstart::Coldstart,
+    &serialization::Serialization,
+    &pipeline::Pipeline,
+    &events::Events,
+    &fastapi::Fastapi,
+    &api_overhead::ApiOverhead,
 ];
 
 pub fn names() -> Vec<&'static str> {
@@ -143,7 +196,7 @@ mod tests {
     fn unknown_scenario_lists_valid_ones() {
         assert_eq!(
             get("latency").err().unwrap().to_string(),
-            "unknown scenario 'latency'; valid scenarios: throughput, drivers, io, cpu, mixed, stress, coldstart"
+            "unknown scenario 'latency'; valid scenarios: throughput, drivers, io, cpu, mixed, stress, coldstart, serialization, pipeline, events, fastapi, api-overhead"
         );
     }
 

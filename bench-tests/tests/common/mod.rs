@@ -94,7 +94,7 @@ pub fn try_run_ci(case: &Case) -> anyhow::Result<bench_tests::run::RunOutput> {
     let request = request(case, &profile);
     let _shared = bench_tests::run::bench::measurement_lock(false, Duration::from_secs(1800))
         .expect("the measurement lock");
-    let out = bench_tests::run::run_once(harness(), &request, &mut |_| {});
+    let out = bench_tests::run::run(harness(), &request, &mut |_| {});
     let survivors = processes_of_run(&request.run_id);
     assert!(
         survivors.is_empty(),

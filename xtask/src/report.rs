@@ -10,7 +10,7 @@ use bench_tests::{analysis::compare, report};
 pub fn regenerate(dir: PathBuf) -> Result<ExitCode> {
     let runs = report::load_runs(&dir)?;
     let profile_name = runs[0].configuration.profile.clone();
-    let profile = report::profile_of(&dir, &profile_name)?;
+    let criteria = report::criteria_of(&dir, &profile_name)?;
     // The order seed and failures live only in the summary the bench wrote: keep them.
     let (order_seed, failures) = report::bench_facts(&dir);
     let ceilings = report::load_ceilings(&dir)?;
@@ -18,7 +18,7 @@ pub fn regenerate(dir: PathBuf) -> Result<ExitCode> {
         &dir,
         &runs,
         &ceilings,
-        &profile.criteria,
+        &criteria,
         order_seed,
         &failures,
     )?;

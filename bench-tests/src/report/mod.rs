@@ -195,25 +195,40 @@ fn ceiling_summaries(ceilings: &[Ceiling], summary: &Summary) -> Vec<CeilingSumm
         .collect()
 }
 
-/// Reads `dir/runs/*.json` (not warm-ups), sorted by benchmark id.
-/// The profile a run directory was measured with: its `profile.toml` (written by `bench`),
-/// else the built-in profile the runs name.
-pub fn profile_of(dir: &Path, name: &str) -> Result<crate::profile::Profile> {
+/// The criteria a run directory is judged by: those of its `profile.toml` (written by
+/// `bench`), else of the built-in profile the runs name. Only the criteria are read from a
+/// written profile, so one written before a workload (and its profile section) existed
+/// still loads.
+pub fn criteria_of(dir: &Path, name: &str) -> Result<Vec<crate::analysis::criteria::Criterion>> {
     let written = dir.join(output::PROFILE_FILE);
-    let root = crate::project_root();
-    if written.exists() {
-        crate::profile::Profile::load(&root, &written.to_string_lossy())
-    } else {
-        crate::profile::Profile::load(&root, name)
-    }
-    .with_context(|| {
+    let context = || {
         format!(
             "loading the criteria of profile '{name}', which the runs in {} name",
             dir.display()
         )
-    })
+    };
+    if !written.exists() {
+        let profile = crate::profile::Profile::load(&crate::project_root(), name).with_context(context)?;
+        return Ok(profile.criteria);
+    }
+    #[derive(serde::Deserialize)]
+    struct OnlyCriteria {
+        #[serde(default)]
+        criteria: Vec<crate::analysis::criteria::Criterion>,
+    }
+    let text = std::fs::read_to_string(&written).with_context(context)?;
+    let parsed: OnlyCriteria = toml::from_str(&text)
+        .with_context(|| format!("parsing {}", written.display()))
+        .with_context(context)?;
+    for criterion in &parsed.criteria {
+        criterion
+            .validate()
+            .with_context(|| format!("in {}", written.display()))?;
+    }
+    Ok(parsed.criteria)
 }
 
+/// Reads `dir/runs/*.json` (not warm-ups), sorted by benchmark id.
 pub fn load_runs(dir: &Path) -> Result<Vec<RunResult>> {
     let runs_dir = dir.join("runs");
     let mut results = Vec::new();

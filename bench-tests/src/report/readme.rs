@@ -83,16 +83,15 @@ pub fn block(root: &Path, dirs: &[PathBuf]) -> Result<String> {
         md.push('\n');
         let summary = summary::summarize(&measured);
         md.push_str(&comparisons(&summary));
-        let profile = crate::report::profile_of(dir, &measured[0].configuration.profile)?;
+        let criteria = crate::report::criteria_of(dir, &measured[0].configuration.profile)?;
         md.push_str(&verdicts(&crate::analysis::criteria::evaluate(
-            &profile.criteria,
+            &criteria,
             &summary,
         )));
     }
     Ok(md)
 }
 
-/// The metric a mode is compared on: tasks/s, or p99 latency for open-loop runs.
 /// Cross-system pairs (same concurrency, rate, mode and delivery semantics) on each mode's
 /// primary metric: the ratio A/B with its bootstrap CI, Holm-corrected p and the verdict.
 pub fn comparisons(summary: &summary::Summary) -> String {

@@ -104,10 +104,12 @@ pub struct Configuration {
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Metrics {
+    #[serde(default = "not_measured", deserialize_with = "null_as_nan")]
     pub enqueue_time_seconds: f64,
     #[serde(default = "not_measured", deserialize_with = "null_as_nan")]
     pub enqueue_rate_per_sec: f64,
     /// First task start to last task end.
+    #[serde(default = "not_measured", deserialize_with = "null_as_nan")]
     pub processing_time_seconds: f64,
     /// Worker spawn to last task end (includes interpreter start and imports).
     #[serde(default = "not_measured", deserialize_with = "null_as_nan")]
@@ -118,9 +120,13 @@ pub struct Metrics {
     #[serde(default = "not_measured", deserialize_with = "null_as_nan")]
     pub throughput_from_spawn_tasks_per_sec: f64,
     /// End-to-end: intended enqueue time to task end, over distinct completed tasks.
+    #[serde(default = "not_measured", deserialize_with = "null_as_nan")]
     pub latency_mean_ms: f64,
+    #[serde(default = "not_measured", deserialize_with = "null_as_nan")]
     pub latency_p50_ms: f64,
+    #[serde(default = "not_measured", deserialize_with = "null_as_nan")]
     pub latency_p95_ms: f64,
+    #[serde(default = "not_measured", deserialize_with = "null_as_nan")]
     pub latency_p99_ms: f64,
     #[serde(default = "not_measured", deserialize_with = "null_as_nan")]
     pub latency_max_ms: f64,
@@ -136,6 +142,7 @@ pub struct Metrics {
     #[serde(default = "not_measured", deserialize_with = "null_as_nan")]
     pub service_p99_us: f64,
     /// Peak RSS of the worker process tree.
+    #[serde(default = "not_measured", deserialize_with = "null_as_nan")]
     pub memory_rss_mb: f64,
     #[serde(default = "not_measured", deserialize_with = "null_as_nan")]
     pub memory_rss_steady_mb: f64,

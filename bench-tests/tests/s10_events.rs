@@ -52,11 +52,14 @@ fn event_count_matches_the_tasks_run(#[values(System::ASYNCTASQ, System::CELERY)
             "{kind}"
         );
     }
-    if system == System::ASYNCTASQ {
-        // One worker process: one online and one offline event, proof the env took effect.
-        assert_eq!(measure(&out, "events_received_worker_online"), 1.0);
-        assert_eq!(measure(&out, "events_received_worker_offline"), 1.0);
-    }
+    // One worker process: one online and one offline event (proof the settings took
+    // effect; Celery's come from its heartbeat), and every heartbeat its interval owed.
+    assert_eq!(measure(&out, "events_received_worker_online"), 1.0);
+    assert_eq!(measure(&out, "events_received_worker_offline"), 1.0);
+    assert_eq!(
+        measure(&out, "events_received_worker_heartbeat"),
+        measure(&out, "events_expected_worker_heartbeat")
+    );
     assert_eq!(
         (
             measure(&out, "events_lost"),
@@ -110,4 +113,22 @@ fn paced_events_are_counted_against_the_rate(
     );
     assert!(measure(&out, "events_within_10ms_ratio") <= 1.0);
     assert!(measure(&out, "event_rate_per_sec") > 0.0);
+}
+
+/// Celery's worker heartbeats (every 2 s, the `freq` it states) over a paced run long
+/// enough to owe some: each arrives, and the count owed follows the interval.
+#[test]
+fn celery_heartbeats_arrive_by_their_interval() {
+    let mut case = case(System::CELERY, Mode::Paced, true);
+    let rate = case.rate.expect("a paced case has a rate");
+    // About 5 s of tasks at the case's rate: two or more heartbeats are due.
+    case.task_count = (rate * 5.0).round() as u64;
+    let out = common::run_ci(&case);
+    common::assert_exact(&case, &out);
+    assert_eq!(measure(&out, "events_received_worker_online"), 1.0);
+    assert_eq!(measure(&out, "events_received_worker_offline"), 1.0);
+    let due = measure(&out, "events_expected_worker_heartbeat");
+    assert!(due >= 2.0, "{:?}", out.result.metrics.measures);
+    assert_eq!(measure(&out, "events_received_worker_heartbeat"), due);
+    assert_eq!(measure(&out, "events_lost"), 0.0);
 }

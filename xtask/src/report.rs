@@ -14,14 +14,7 @@ pub fn regenerate(dir: PathBuf) -> Result<ExitCode> {
     // The order seed and failures live only in the summary the bench wrote: keep them.
     let (order_seed, failures) = report::bench_facts(&dir);
     let ceilings = report::load_ceilings(&dir)?;
-    let file = report::write(
-        &dir,
-        &runs,
-        &ceilings,
-        &criteria,
-        order_seed,
-        &failures,
-    )?;
+    let file = report::write(&dir, &runs, &ceilings, &criteria, order_seed, &failures)?;
     println!(
         "{}: {} runs, {} groups, {} comparisons",
         dir.display(),

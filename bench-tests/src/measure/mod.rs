@@ -5,6 +5,7 @@ pub mod ceiling;
 pub mod clock;
 pub mod collector;
 pub mod depth;
+pub mod loadgen;
 pub mod metrics;
 pub mod procs;
 pub mod recorder_cost;

@@ -208,7 +208,8 @@ pub fn criteria_of(dir: &Path, name: &str) -> Result<Vec<crate::analysis::criter
         )
     };
     if !written.exists() {
-        let profile = crate::profile::Profile::load(&crate::project_root(), name).with_context(context)?;
+        let profile =
+            crate::profile::Profile::load(&crate::project_root(), name).with_context(context)?;
         return Ok(profile.criteria);
     }
     #[derive(serde::Deserialize)]

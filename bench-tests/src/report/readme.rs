@@ -85,8 +85,7 @@ pub fn block(root: &Path, dirs: &[PathBuf]) -> Result<String> {
         md.push_str(&comparisons(&summary));
         let criteria = crate::report::criteria_of(dir, &measured[0].configuration.profile)?;
         md.push_str(&verdicts(&crate::analysis::criteria::evaluate(
-            &criteria,
-            &summary,
+            &criteria, &summary,
         )));
     }
     Ok(md)

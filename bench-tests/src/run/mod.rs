@@ -96,15 +96,12 @@ pub fn run_once(
     let namespace = space.namespace.as_ref();
     let queue = space.queue_ref(system);
     let depth = || space.depth(system);
+    // Tasks the producer sends: the records the collector waits for, unless the workload's
+    // tasks make several records each (see `RunPart::produced`).
+    let produced = workload.produced().unwrap_or(case.task_count);
     let producer_command = || {
-        let mut command = systems::producer_command(
-            system,
-            &env,
-            case.task,
-            0,
-            case.task_count,
-            case.producer_batch,
-        );
+        let mut command =
+            systems::producer_command(system, &env, case.task, 0, produced, case.producer_batch);
         if let Some(rate) = case.rate {
             command.args(["--rate", &rate.to_string()]);
         }
@@ -125,10 +122,9 @@ pub fn run_once(
         let status = drain_producer.wait_exit(deadline.saturating_duration_since(Instant::now()));
         window = Some(producer_result(&mut drain_producer, status, &req.run_id)?);
         match namespace.queue_depth(&queue) {
-            Ok(queued) if queued == case.task_count => {}
+            Ok(queued) if queued == produced => {}
             Ok(queued) => errors.push(format!(
-                "after the producer finished the broker held {queued} of {} tasks",
-                case.task_count
+                "after the producer finished the broker held {queued} of {produced} tasks"
             )),
             Err(e) => errors.push(format!("could not read the queue depth: {e:#}")),
         }

@@ -68,13 +68,8 @@ impl QueueSystem for Celery {
             &variant.pool,
         ]);
         command.args(["-c", &variant.concurrency.to_string(), "-Q", env.queue]);
-        command.args([
-            "--without-gossip",
-            "--without-mingle",
-            "--without-heartbeat",
-            "--loglevel",
-            super::WORKER_LOG_LEVEL,
-        ]);
+        command.args(worker_switches(variant));
+        command.args(["--loglevel", super::WORKER_LOG_LEVEL]);
         command
     }
 
@@ -196,6 +191,19 @@ pub fn acking_late(pool: &str, concurrency: u32) -> Variant {
     Variant::new(super::System::CELERY, pool, concurrency).with("acks", "late")
 }
 
+/// No gossip, no mingle, no heartbeat: a lone worker needs none of them. Celery's
+/// heartbeat is its worker-online/heartbeat/offline event sender (not a broker heartbeat),
+/// so with `events=on` it runs and those events are counted like AsyncTasQ's. With events
+/// off it stays off: the heartbeat alone would switch the event dispatcher on
+/// (celery/worker/consumer/events.py, `send_events`).
+fn worker_switches(variant: &Variant) -> Vec<&'static str> {
+    let mut switches = vec!["--without-gossip", "--without-mingle"];
+    if variant.option("events") != Some("on") {
+        switches.push("--without-heartbeat");
+    }
+    switches
+}
+
 fn late_acks(variant: &Variant) -> bool {
     variant.option("acks") == Some("late")
 }
@@ -273,6 +281,17 @@ fn transport_options(endpoint: &Endpoint) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_heartbeat_runs_only_with_events_on() {
+        let threads = acking_late("threads", 4);
+        assert!(worker_switches(&threads).contains(&"--without-heartbeat"));
+        let on = threads.with("events", "on");
+        assert_eq!(
+            worker_switches(&on),
+            ["--without-gossip", "--without-mingle"]
+        );
+    }
 
     #[test]
     fn sqs_credentials_are_percent_encoded_in_the_url() {

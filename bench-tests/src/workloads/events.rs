@@ -365,6 +365,12 @@ impl RunPart for EventsRun {
             if self.events_on {
                 s.insert("worker_send_task_events".into(), "True".into());
                 s.insert("task_send_sent_event".into(), "True".into());
+                // Its worker events: the worker runs without --without-heartbeat here.
+                s.insert(
+                    "worker_heartbeat".into(),
+                    "on (worker-online/heartbeat/offline events, Celery's default interval 2 s)"
+                        .into(),
+                );
             }
         } else {
             s.insert("ASYNCTASQ_EVENTS_CHANNEL".into(), self.channel.clone());
@@ -375,11 +381,6 @@ impl RunPart for EventsRun {
                     "true".into(),
                 );
             }
-        }
-        if self.system == System::CELERY && self.events_on {
-            configuration.caveats.push(
-                "Celery's worker runs --without-heartbeat (as in every scenario), which also turns off its worker-online/heartbeat/offline events: only task events are expected".into(),
-            );
         }
     }
 
@@ -614,7 +615,7 @@ struct Event {
     /// The event's own timestamp, Unix ns.
     emitted_ns: Option<i128>,
     received_ns: i128,
-    /// Heartbeat interval the worker states (AsyncTasQ's worker events), seconds.
+    /// Heartbeat interval the worker states in its worker events (`freq`), seconds.
     freq: Option<f64>,
 }
 
@@ -641,7 +642,11 @@ fn decode(system: System, payload: &[u8], received_ns: i128) -> Result<Vec<Event
                         .ok_or_else(|| anyhow!("a Celery event without a type"))?
                         .to_string(),
                     task: e["uuid"].as_str().map(str::to_string),
-                    worker: e["hostname"].as_str().map(str::to_string),
+                    // Worker processes on one host share a nodename unless given `-n`.
+                    worker: e["hostname"].as_str().map(|host| match e["pid"].as_i64() {
+                        Some(pid) => format!("{host} pid {pid}"),
+                        None => host.to_string(),
+                    }),
                     emitted_ns: e["timestamp"].as_f64().map(|s| (s * 1e9) as i128),
                     received_ns,
                     freq: e["freq"].as_f64(),
@@ -669,7 +674,7 @@ fn decode(system: System, payload: &[u8], received_ns: i128) -> Result<Vec<Event
 }
 
 /// The events a run must see, per type: each task's own (one each), the workers' (one
-/// online and one offline per worker process, heartbeats by uptime / interval).
+/// online and one offline per worker process, heartbeats by the interval each states).
 fn expected(
     system: System,
     on: bool,
@@ -685,15 +690,11 @@ fn expected(
                 "task-started",
                 "task-succeeded",
             ],
-            // Worker events are off with --without-heartbeat (see the caveat).
             &[
                 "task-failed",
                 "task-retried",
                 "task-rejected",
                 "task-revoked",
-                "worker-online",
-                "worker-heartbeat",
-                "worker-offline",
             ],
         )
     } else {
@@ -702,6 +703,7 @@ fn expected(
             &["task_failed", "task_reenqueued", "task_cancelled"],
         )
     };
+    let worker = WorkerKinds::of(system);
     let n = |count: u64| if on { count } else { 0 };
     let mut out: BTreeMap<String, u64> = BTreeMap::new();
     for kind in task_kinds {
@@ -710,17 +712,49 @@ fn expected(
     for kind in none {
         out.insert(kind.to_string(), 0);
     }
-    if system != System::CELERY {
-        out.insert("worker_online".into(), n(u64::from(workers)));
-        out.insert("worker_offline".into(), n(u64::from(workers)));
-        out.insert("worker_heartbeat".into(), n(heartbeats_due(events)));
-    }
+    out.insert(worker.online.into(), n(u64::from(workers)));
+    out.insert(worker.offline.into(), n(u64::from(workers)));
+    out.insert(worker.heartbeat.into(), n(heartbeats_due(&worker, events)));
     out
 }
 
-/// Heartbeats each AsyncTasQ worker owes: one per full interval between its online and
-/// offline events (its loop sleeps the interval, then emits).
-fn heartbeats_due(events: &[Event]) -> u64 {
+/// A system's names for its worker events.
+struct WorkerKinds {
+    online: &'static str,
+    heartbeat: &'static str,
+    offline: &'static str,
+}
+
+impl WorkerKinds {
+    fn of(system: System) -> WorkerKinds {
+        if system == System::CELERY {
+            WorkerKinds {
+                online: "worker-online",
+                heartbeat: "worker-heartbeat",
+                offline: "worker-offline",
+            }
+        } else {
+            WorkerKinds {
+                online: "worker_online",
+                heartbeat: "worker_heartbeat",
+                offline: "worker_offline",
+            }
+        }
+    }
+}
+
+/// A heartbeat whose interval ends this close to the worker's offline event is not owed
+/// unless it came: the worker's timer fires a little late, and shutdown cancels it first.
+const HEARTBEAT_SLACK_NS: i128 = 250_000_000;
+
+/// Heartbeats each worker owes, by the interval it states (`freq` on its online event):
+/// one each time a full interval has passed since its previous heartbeat (or its online
+/// event) before its offline event. Both systems schedule so: AsyncTasQ's loop sleeps the
+/// interval after each emit; Celery's timer (`call_repeatedly`) sends once an interval has
+/// passed since the previous send. So a late heartbeat moves the next one, and the next
+/// is due from the one received; a missing one is taken at its due time. A received
+/// heartbeat earlier than due (less the slack) is an extra, not the one due.
+fn heartbeats_due(kinds: &WorkerKinds, events: &[Event]) -> u64 {
     let mut due = 0;
     let at = |kind: &str, worker: &str| {
         events
@@ -729,19 +763,46 @@ fn heartbeats_due(events: &[Event]) -> u64 {
     };
     let workers: BTreeSet<&str> = events
         .iter()
-        .filter(|e| e.kind == "worker_online")
+        .filter(|e| e.kind == kinds.online)
         .filter_map(|e| e.worker.as_deref())
         .collect();
     for worker in workers {
-        let (Some(online), Some(offline)) =
-            (at("worker_online", worker), at("worker_offline", worker))
+        let (Some(online), Some(offline)) = (at(kinds.online, worker), at(kinds.offline, worker))
         else {
             continue;
         };
-        if let (Some(a), Some(b), Some(freq)) = (online.emitted_ns, offline.emitted_ns, online.freq)
-        {
-            if freq > 0.0 && b > a {
-                due += ((b - a) as f64 / 1e9 / freq).floor() as u64;
+        let (Some(start), Some(end), Some(freq)) =
+            (online.emitted_ns, offline.emitted_ns, online.freq)
+        else {
+            continue;
+        };
+        // Below a millisecond the walk would take too long: owed none, so any received
+        // show as unexpected.
+        if freq.is_nan() || freq < 1e-3 || end <= start {
+            continue;
+        }
+        let step = (freq * 1e9) as i128;
+        let mut beats: Vec<i128> = events
+            .iter()
+            .filter(|e| e.kind == kinds.heartbeat && e.worker.as_deref() == Some(worker))
+            .filter_map(|e| e.emitted_ns)
+            .filter(|&t| t > start && t <= end)
+            .collect();
+        beats.sort_unstable();
+        let mut beats = beats.into_iter().peekable();
+        let mut last = start;
+        loop {
+            let next = last + step;
+            // Extras: too early to be the one due.
+            while beats.next_if(|&t| t < next - HEARTBEAT_SLACK_NS).is_some() {}
+            if let Some(t) = beats.next_if(|&t| t < next + step) {
+                due += 1;
+                last = t;
+            } else if next + HEARTBEAT_SLACK_NS <= end {
+                due += 1;
+                last = next;
+            } else {
+                break;
             }
         }
     }
@@ -1028,7 +1089,7 @@ fn section(place: &report::Place) -> String {
     let mut md = String::new();
     let _ = writeln!(
         md,
-        "\nEvents are counted on each run's own channel by a subscriber started before the run; latency is from each event's own timestamp to its receipt. Emit time is the producer's emit call, timed in the producer per event (AsyncTasQ `RedisEventEmitter.emit`, awaited after each enqueue; Celery `EventDispatcher.publish` of task-sent). Celery's worker runs `--without-heartbeat` here, so it sends no worker events.\n"
+        "\nEvents are counted on each run's own channel by a subscriber started before the run; latency is from each event's own timestamp to its receipt. Emit time is the producer's emit call, timed in the producer per event (AsyncTasQ `RedisEventEmitter.emit`, awaited after each enqueue; Celery `EventDispatcher.publish` of task-sent). Worker events are expected per worker process: one online and one offline, and one heartbeat each time the interval the worker states (`freq`: AsyncTasQ's default 60 s, Celery's 2 s) has passed since its previous heartbeat before it went offline. Celery's worker runs with its heartbeat here (no `--without-heartbeat`), which is what sends its worker events.\n"
     );
     let _ = writeln!(
         md,
@@ -1300,6 +1361,7 @@ mod tests {
 
     #[test]
     fn heartbeats_are_due_per_full_interval() {
+        let kinds = WorkerKinds::of(System::ASYNCTASQ);
         let at = |kind: &str, s: i128| Event {
             kind: kind.into(),
             task: None,
@@ -1309,13 +1371,100 @@ mod tests {
             freq: Some(60.0),
         };
         assert_eq!(
-            heartbeats_due(&[at("worker_online", 0), at("worker_offline", 59)]),
+            heartbeats_due(&kinds, &[at("worker_online", 0), at("worker_offline", 59)]),
             0
         );
         assert_eq!(
-            heartbeats_due(&[at("worker_online", 0), at("worker_offline", 130)]),
+            heartbeats_due(&kinds, &[at("worker_online", 0), at("worker_offline", 130)]),
             2
         );
+        // An extra heartbeat (long before its interval ended) is not one due.
+        assert_eq!(
+            heartbeats_due(
+                &kinds,
+                &[
+                    at("worker_online", 0),
+                    at("worker_heartbeat", 10),
+                    at("worker_offline", 59)
+                ]
+            ),
+            0
+        );
+    }
+
+    #[test]
+    fn celery_heartbeats_follow_its_timer() {
+        let kinds = WorkerKinds::of(System::CELERY);
+        let at = |kind: &str, ms: i128| Event {
+            kind: kind.into(),
+            task: None,
+            worker: Some("celery@host pid 7".into()),
+            emitted_ns: Some(ms * 1_000_000),
+            received_ns: 0,
+            freq: Some(2.0),
+        };
+        // Late heartbeats move the next one: 2.3 s and 4.6 s; at 6.5 s the third is not due.
+        let late = [
+            at("worker-online", 0),
+            at("worker-heartbeat", 2_300),
+            at("worker-heartbeat", 4_600),
+            at("worker-offline", 6_500),
+        ];
+        assert_eq!(heartbeats_due(&kinds, &late), 2);
+        // None received: due at 2, 4 and 6 s (offline 6.5 s); so 3 are lost.
+        let none = [at("worker-online", 0), at("worker-offline", 6_500)];
+        assert_eq!(heartbeats_due(&kinds, &none), 3);
+        // One lost in the middle is still owed.
+        let one_lost = [
+            at("worker-online", 0),
+            at("worker-heartbeat", 2_010),
+            at("worker-heartbeat", 6_020),
+            at("worker-offline", 7_000),
+        ];
+        assert_eq!(heartbeats_due(&kinds, &one_lost), 3);
+        // An interval ending right at shutdown: owed only if it came.
+        let edge = [at("worker-online", 0), at("worker-offline", 2_100)];
+        assert_eq!(heartbeats_due(&kinds, &edge), 0);
+        let sent = [
+            at("worker-online", 0),
+            at("worker-heartbeat", 2_050),
+            at("worker-offline", 2_100),
+        ];
+        assert_eq!(heartbeats_due(&kinds, &sent), 1);
+        // With events on, each Celery worker process owes one online and one offline.
+        let want = expected(System::CELERY, true, 5, 1, &late);
+        assert_eq!(
+            (
+                want["worker-online"],
+                want["worker-heartbeat"],
+                want["worker-offline"]
+            ),
+            (1, 2, 1)
+        );
+        assert_eq!(want["task-sent"], 5);
+    }
+
+    #[test]
+    fn celery_events_name_their_worker_process() {
+        // A kombu envelope around one worker-heartbeat, as Celery's Redis transport publishes.
+        // {"hostname": "celery@box", "pid": 41, "freq": 2.0, "timestamp": 1796119200.5,
+        //  "type": "worker-heartbeat"}
+        let body = "eyJob3N0bmFtZSI6ICJjZWxlcnlAYm94IiwgInBpZCI6IDQxLCAiZnJlcSI6IDIuMCwgInRpbWVzdGFtcCI6IDE3OTYxMTkyMDAuNSwgInR5cGUiOiAid29ya2VyLWhlYXJ0YmVhdCJ9";
+        let payload = format!(r#"{{"body": "{body}", "content-type": "application/json"}}"#);
+        let events = decode(
+            System::CELERY,
+            payload.as_bytes(),
+            1_796_119_200_501_000_000,
+        )
+        .unwrap();
+        assert_eq!(events.len(), 1);
+        let e = &events[0];
+        assert_eq!(e.kind, "worker-heartbeat");
+        assert_eq!(e.worker.as_deref(), Some("celery@box pid 41"));
+        assert_eq!(e.freq, Some(2.0));
+        // Seconds as a float: exact to well under a microsecond.
+        let ns = e.emitted_ns.unwrap();
+        assert!((ns - 1_796_119_200_500_000_000).abs() < 1_000, "{ns}");
     }
 
     #[test]

@@ -127,6 +127,12 @@ pub trait RunPart {
     fn producer_args(&self) -> Vec<String> {
         Vec::new()
     }
+    /// How many tasks the producer sends, when that is not the number of records the run
+    /// waits for (`Case::task_count`): a pipeline's producer sends one task per order, and
+    /// each order records one per step it passes. None: `task_count`.
+    fn produced(&self) -> Option<u64> {
+        None
+    }
     /// What the result states about the workload's inputs.
     fn record(&self, _configuration: &mut Configuration) {}
     /// Its own metrics, and the checks that make the run valid: each message returned is

@@ -45,6 +45,57 @@ pub struct RunRequest<'a> {
 }
 
 impl RunRequest<'_> {
+    /// What every result of this request states about its case and its place in the
+    /// bench (system, sizes, repetition, order), at the harness's fixed settings (log level,
+    /// delivery). A run adds where its broker came from, its caveats and its settings.
+    pub fn configuration(&self) -> Configuration {
+        let case = self.case;
+        let system = case.variant.system;
+        Configuration {
+            system: system.name().into(),
+            driver: case.driver.name().into(),
+            workers: case.variant.concurrency,
+            worker_processes: 1,
+            task_count: case.task_count,
+            scenario: case.scenario.into(),
+            mode: case.mode.name().into(),
+            variant: case.variant_label(),
+            pool: case.variant.pool.clone(),
+            profile: self.profile_name.into(),
+            repetition: self.repetition,
+            warmup: self.warmup,
+            order_seed: self.order_seed,
+            position_in_repetition: self.position,
+            producer_batch: 1,
+            delivery: Some(system.delivery(&case.variant).name().into()),
+            worker_log_level: Some(systems::WORKER_LOG_LEVEL.into()),
+            ..Default::default()
+        }
+    }
+
+    /// The result of this request's run, stamped now, in the harness's environment (the
+    /// caller sets the broker's version, time series and depth when it has them).
+    pub fn result(
+        &self,
+        h: &Harness,
+        configuration: Configuration,
+        metrics: crate::result::Metrics,
+        errors: Vec<String>,
+    ) -> RunResult {
+        RunResult {
+            benchmark_id: self.run_id.clone(),
+            timestamp: crate::measure::clock::rfc3339_now(),
+            configuration,
+            metrics,
+            errors,
+            environment: Environment {
+                ..h.environment.clone()
+            },
+            timeseries: Vec::new(),
+            queue_depth: Vec::new(),
+        }
+    }
+
     pub fn new_run_id(case: &Case, repetition: u32) -> String {
         format!(
             "{}-r{repetition}-{:08x}",
@@ -286,16 +337,7 @@ pub fn run_once(
         ));
     }
     let spawn_ns = workers[0].started_unix_ns();
-    let timeseries: Vec<TimePoint> = samples
-        .iter()
-        .map(|s| TimePoint {
-            t_ms: (s.t_ns as f64 - spawn_ns as f64) / 1e6,
-            rss_mb: s.rss_bytes as f64 / (1024.0 * 1024.0),
-            cpu_seconds: s.cpu_seconds,
-            processes: s.processes,
-            pss_mb: s.pss_bytes.map(|b| b as f64 / (1024.0 * 1024.0)),
-        })
-        .collect();
+    let timeseries = time_points(&samples, spawn_ns);
     let since_spawn_ms = |t_ns: u64| (t_ns as f64 - spawn_ns as f64) / 1e6;
     let queue_depth: Vec<DepthPoint> = depth_series
         .iter()
@@ -326,26 +368,8 @@ pub fn run_once(
         &mut metrics,
     ));
     let mut configuration = Configuration {
-        system: system.name().into(),
-        driver: case.driver.name().into(),
-        workers: case.variant.concurrency,
         worker_processes: case.worker_processes,
-        task_count: case.task_count,
-        scenario: case.scenario.into(),
-        mode: case.mode.name().into(),
-        variant: case.variant_label(),
-        pool: case.variant.pool.clone(),
-        profile: req.profile_name.into(),
-        repetition: req.repetition,
-        warmup: req.warmup,
-        order_seed: req.order_seed,
-        position_in_repetition: req.position,
         producer_batch: case.producer_batch,
-        celery_prefetch_multiplier: None,
-        celery_acks: None,
-        delivery: Some(system.delivery(&case.variant).name().into()),
-        worker_log_level: Some(systems::WORKER_LOG_LEVEL.into()),
-        settings: Default::default(),
         http_client: case.variant.option("http").map(|client| {
             let version = h.environment.versions.get(client);
             format!(
@@ -358,24 +382,29 @@ pub fn run_once(
         http_latency_ms: case.http_latency_ms,
         pbkdf2_iterations: case.pbkdf2_iterations,
         mix: case.mix.clone(),
-        mix_fingerprint: None,
+        ..req.configuration()
     };
     system.record_settings(case, &mut configuration);
     workload.record(&mut configuration);
-    let result = RunResult {
-        benchmark_id: req.run_id.clone(),
-        timestamp: crate::measure::clock::rfc3339_now(),
-        configuration,
-        metrics,
-        errors,
-        environment: Environment {
-            broker_version: space.broker.info().server_version.clone(),
-            ..h.environment.clone()
-        },
-        timeseries,
-        queue_depth,
-    };
+    let mut result = req.result(h, configuration, metrics, errors);
+    result.environment.broker_version = space.broker.info().server_version.clone();
+    result.timeseries = timeseries;
+    result.queue_depth = queue_depth;
     Ok(RunOutput { result, histograms })
+}
+
+/// Sampler readings as the result's time points, in ms from the worker's spawn.
+pub fn time_points(samples: &[crate::measure::sampler::Sample], spawn_ns: u64) -> Vec<TimePoint> {
+    samples
+        .iter()
+        .map(|s| TimePoint {
+            t_ms: (s.t_ns as f64 - spawn_ns as f64) / 1e6,
+            rss_mb: s.rss_bytes as f64 / (1024.0 * 1024.0),
+            cpu_seconds: s.cpu_seconds,
+            processes: s.processes,
+            pss_mb: s.pss_bytes.map(|b| b as f64 / (1024.0 * 1024.0)),
+        })
+        .collect()
 }
 
 fn producer_result(

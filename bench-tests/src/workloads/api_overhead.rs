@@ -29,7 +29,7 @@ use crate::measure::procs::ManagedChild;
 use crate::profile::Profile;
 use crate::provision::brokers::{Driver, Endpoint, Namespace};
 use crate::report;
-use crate::result::{Configuration, Environment, Metrics, RunResult};
+use crate::result::{Configuration, Metrics};
 use crate::run::space::RunSpace;
 use crate::run::{RunOutput, RunRequest};
 use crate::systems::{self, celery, System, Variant};
@@ -532,42 +532,14 @@ fn run_one(h: &Harness, req: &RunRequest, sizes: &Sizes) -> Result<RunOutput> {
         format!("{:.2}", idle.window_s),
     );
     let mut configuration = Configuration {
-        system: system.name().into(),
-        driver: case.driver.name().into(),
-        workers: case.variant.concurrency,
-        worker_processes: 1,
-        task_count: case.task_count,
-        scenario: case.scenario.into(),
-        mode: case.mode.name().into(),
-        variant: case.variant_label(),
-        pool: case.variant.pool.clone(),
-        profile: req.profile_name.into(),
-        repetition: req.repetition,
-        warmup: req.warmup,
-        order_seed: req.order_seed,
-        position_in_repetition: req.position,
-        producer_batch: 1,
-        delivery: Some(system.delivery(&case.variant).name().into()),
-        worker_log_level: Some(systems::WORKER_LOG_LEVEL.into()),
         settings,
         broker_source: space.broker.info().source.clone(),
         caveats,
-        ..Default::default()
+        ..req.configuration()
     };
     system.record_settings(case, &mut configuration);
-    let result = RunResult {
-        benchmark_id: req.run_id.clone(),
-        timestamp: crate::measure::clock::rfc3339_now(),
-        configuration,
-        metrics,
-        errors,
-        environment: Environment {
-            broker_version: space.broker.info().server_version.clone(),
-            ..h.environment.clone()
-        },
-        timeseries: Vec::new(),
-        queue_depth: Vec::new(),
-    };
+    let mut result = req.result(h, configuration, metrics, errors);
+    result.environment.broker_version = space.broker.info().server_version.clone();
     drop(pool_spaces);
     Ok(RunOutput {
         result,

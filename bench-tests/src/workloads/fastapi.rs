@@ -40,7 +40,7 @@ use crate::measure::sampler::Sampler;
 use crate::profile::Profile;
 use crate::provision::brokers::Driver;
 use crate::report::charts::{self, Bar, Series};
-use crate::result::{Configuration, Environment, RunResult, TimePoint};
+use crate::result::{Configuration, RunResult};
 use crate::run::space::RunSpace;
 use crate::run::{RunOutput, RunRequest};
 use crate::systems::{self, celery, System, Variant};
@@ -896,61 +896,18 @@ fn run_app(h: &Harness, req: &RunRequest, on_progress: &mut dyn FnMut(u64)) -> R
     metrics.measures = measures;
 
     let spawn_ns = worker.started_unix_ns();
-    let timeseries: Vec<TimePoint> = samples
-        .iter()
-        .map(|s| TimePoint {
-            t_ms: (s.t_ns as f64 - spawn_ns as f64) / 1e6,
-            rss_mb: s.rss_bytes as f64 / (1024.0 * 1024.0),
-            cpu_seconds: s.cpu_seconds,
-            processes: s.processes,
-            pss_mb: s.pss_bytes.map(|b| b as f64 / (1024.0 * 1024.0)),
-        })
-        .collect();
+    let timeseries = crate::run::time_points(&samples, spawn_ns);
 
     let mut configuration = Configuration {
-        system: system.name().into(),
-        driver: case.driver.name().into(),
-        workers: case.variant.concurrency,
-        worker_processes: 1,
-        task_count: case.task_count,
-        scenario: case.scenario.into(),
-        mode: case.mode.name().into(),
-        variant: case.variant_label(),
-        pool: case.variant.pool.clone(),
-        profile: req.profile_name.into(),
-        repetition: req.repetition,
-        warmup: req.warmup,
-        order_seed: req.order_seed,
-        position_in_repetition: req.position,
-        producer_batch: 1,
-        celery_prefetch_multiplier: None,
-        celery_acks: None,
-        delivery: Some(system.delivery(&case.variant).name().into()),
-        worker_log_level: Some(systems::WORKER_LOG_LEVEL.into()),
-        settings: Default::default(),
-        http_client: None,
         broker_source: space.broker.info().source.clone(),
         caveats: systems::caveats(&case.variant, space.namespace.as_ref()),
-        http_latency_ms: None,
-        pbkdf2_iterations: None,
-        mix: None,
-        mix_fingerprint: None,
+        ..req.configuration()
     };
     system.record_settings(case, &mut configuration);
     record(&mut configuration, kind, rate, main_slots, tail, &figures);
-    let result = RunResult {
-        benchmark_id: req.run_id.clone(),
-        timestamp: crate::measure::clock::rfc3339_now(),
-        configuration,
-        metrics,
-        errors,
-        environment: Environment {
-            broker_version: space.broker.info().server_version.clone(),
-            ..h.environment.clone()
-        },
-        timeseries,
-        queue_depth: Vec::new(),
-    };
+    let mut result = req.result(h, configuration, metrics, errors);
+    result.environment.broker_version = space.broker.info().server_version.clone();
+    result.timeseries = timeseries;
     Ok(RunOutput { result, histograms })
 }
 

@@ -1,5 +1,6 @@
 //! Scenario 5, serialization: payloads of each kind (small, medium, complex, 1 MB binary,
-//! a SQLAlchemy model with 20 related rows) through each system's serializer.
+//! a model with 20 related rows in each of SQLAlchemy 2 async, Django's async ORM and
+//! Tortoise) through each system's serializer.
 //!
 //! Two shapes of run:
 //! - drains (the engine): N tasks carrying one payload kind through one serializer:
@@ -7,7 +8,8 @@
 //!   json, pickle and msgpack. Each task checks it received exactly what was sent. Bytes
 //!   per task are read back from the broker; the producer reads the same message back
 //!   and says what its bytes are spent on (payload, class paths, file paths). ORM cases
-//!   run on a PostgreSQL database of their own; the producer changes the row after its
+//!   (AsyncTasQ: the model through its ORM hook for that ORM; Celery: the id re-fetched, or
+//!   the model as a dict by value) run on a PostgreSQL database of their own; the producer changes the row after its
 //!   window, before any worker starts, so a task that re-fetched sees the new value.
 //! - micro-benchmarks (`micro=on`, [`Workload::run`] overridden): encode and decode per
 //!   call in a process of their own (tasq_fixtures.serialization_micro), with the custom
@@ -28,7 +30,7 @@ use crate::measure::procs::ManagedChild;
 use crate::profile::Profile;
 use crate::provision::brokers::Driver;
 use crate::report;
-use crate::result::{Configuration, Environment, Metrics, RunResult};
+use crate::result::{Configuration, Metrics};
 use crate::run::space::RunSpace;
 use crate::run::{RunOutput, RunRequest};
 use crate::systems::{celery, System, Variant};
@@ -152,17 +154,55 @@ fn is_micro(case: &Case) -> bool {
     case.variant.option("micro") == Some("on")
 }
 
+/// The ORMs, each with its payloads: AsyncTasQ's model through its hook (PK only), Celery's
+/// id (re-fetched by the task) and model as a dict (by value). The SQLAlchemy names are the
+/// first ones (`orm`), kept for the criteria and the committed runs.
+/// (ORM, AsyncTasQ payload, Celery id payload, Celery by-value payload).
+pub const ORMS: [(&str, &str, &str, &str); 3] = [
+    ("sqlalchemy", "orm", "orm_id", "orm_dict"),
+    ("django", "django", "django_id", "django_dict"),
+    ("tortoise", "tortoise", "tortoise_id", "tortoise_dict"),
+];
+/// Celery serializers the Django and Tortoise payloads run with: the id is the same int as
+/// SQLAlchemy's and the dict holds the same columns and values, so the other serializers'
+/// bytes are those of the SQLAlchemy cases (a smaller matrix keeps the local run short).
+pub const OTHER_ORM_SERIALIZERS: [&str; 1] = ["json"];
+
+/// The ORM whose model `payload` carries, if any.
+fn orm_of(payload: &str) -> Option<&'static str> {
+    ORMS.iter()
+        .find(|(_, pk, id, by_value)| [*pk, *id, *by_value].contains(&payload))
+        .map(|(orm, ..)| *orm)
+}
+
 fn is_orm(payload: &str) -> bool {
-    payload.starts_with("orm")
+    orm_of(payload).is_some()
+}
+
+/// The by-value payloads (the model as a dict): nothing to re-fetch.
+fn is_by_value(payload: &str) -> bool {
+    ORMS.iter().any(|(.., by_value)| *by_value == payload)
+}
+
+/// How each ORM is set up on both sides (stated in the result).
+fn orm_description(orm: &str, pool: u32) -> String {
+    match orm {
+        "django" => format!("Django 6.1 models DjUser with {ORM_RELATED_ROWS} related DjOrder rows on PostgreSQL (a database of the run's own), settings configured in-process, persistent connections (CONN_MAX_AGE=None). AsyncTasQ: its Django hook's objects.aget(pk=), which Django runs in asgiref's thread-sensitive executor (one thread for all the worker's fetches); Celery: objects.get(pk=) on psycopg 3, a connection per thread"),
+        "tortoise" => format!("Tortoise ORM 1.1 models TtUser with {ORM_RELATED_ROWS} related TtOrder rows on PostgreSQL (a database of the run's own), asyncpg pool maxsize {pool}. AsyncTasQ: Tortoise.init in the worker's loop before it starts, so its Tortoise hook fetches (Model.get(pk=)) while it deserializes; Celery: one event loop thread per worker process with Tortoise initialized on it, each task submits get_or_none(id=) and waits (timed including that hop)"),
+        _ => format!("SQLAlchemy 2 User with {ORM_RELATED_ROWS} related Order rows on PostgreSQL (a database of the run's own); pooled engines of pool_size {pool} on both sides (AsyncTasQ: async_sessionmaker on asyncpg, expire_on_commit=False; Celery: Session on psycopg 3)"),
+    }
 }
 
 /// The fixture task that carries `payload` on `system`.
 fn task_of(system: System, payload: &str) -> &'static str {
-    match (system == System::ASYNCTASQ, payload) {
-        (true, "orm") => "serialization:carry_orm",
-        (false, "orm_id") => "serialization:carry_orm_id",
-        (false, "orm_dict") => "serialization:carry_orm_dict",
-        _ => "serialization:carry",
+    if !is_orm(payload) {
+        "serialization:carry"
+    } else if system == System::ASYNCTASQ {
+        "serialization:carry_orm"
+    } else if is_by_value(payload) {
+        "serialization:carry_orm_dict"
+    } else {
+        "serialization:carry_orm_id"
     }
 }
 
@@ -178,14 +218,22 @@ impl Serialization {
             }
         };
         let mut variants: Vec<(Variant, &str)> = Vec::new();
-        for payload in PAYLOADS.into_iter().chain(["orm"]) {
+        for payload in PAYLOADS.into_iter().chain(ORMS.map(|o| o.1)) {
             variants.push((
                 Variant::new(System::ASYNCTASQ, "asyncio", s.concurrency).with("payload", payload),
                 payload,
             ));
         }
         for serializer in CELERY_SERIALIZERS {
-            for payload in PAYLOADS.into_iter().chain(["orm_id", "orm_dict"]) {
+            let others = ORMS[1..]
+                .iter()
+                .filter(|_| OTHER_ORM_SERIALIZERS.contains(&serializer))
+                .flat_map(|o| [o.2, o.3]);
+            for payload in PAYLOADS
+                .into_iter()
+                .chain(["orm_id", "orm_dict"])
+                .chain(others)
+            {
                 if UNSUPPORTED
                     .iter()
                     .any(|(ser, kind, _)| *ser == serializer && *kind == payload)
@@ -401,7 +449,7 @@ impl DrainPart {
     fn expectation(&self) -> &str {
         match self.expect.as_deref() {
             Some(expect) => expect,
-            None if self.payload == "orm_dict" => "any",
+            None if is_by_value(&self.payload) => "any",
             None => "new",
         }
     }
@@ -442,6 +490,9 @@ impl RunPart for DrainPart {
         if let Some(url) = &self.orm_url {
             env.push(("BENCH_ORM_URL".into(), url.clone()));
         }
+        if let Some(orm) = orm_of(&self.payload) {
+            env.push(("BENCH_ORM_KIND".into(), orm.into()));
+        }
         env
     }
 
@@ -476,14 +527,8 @@ impl RunPart for DrainPart {
         if self.payload == "complex" && self.serializer.as_deref() == Some("json") {
             s.insert("payload_conversion".into(), JSON_CONVERSION.into());
         }
-        if is_orm(&self.payload) {
-            s.insert(
-                "orm".into(),
-                format!(
-                    "SQLAlchemy 2 User with {ORM_RELATED_ROWS} related Order rows on PostgreSQL (a database of the run's own); pooled engines of pool_size {} on both sides (AsyncTasQ: async_sessionmaker on asyncpg, expire_on_commit=False; Celery: Session on psycopg 3)",
-                    self.concurrency
-                ),
-            );
+        if let Some(orm) = orm_of(&self.payload) {
+            s.insert("orm".into(), orm_description(orm, self.concurrency));
             s.insert(
                 "orm_fresh_data".into(),
                 "the row is changed after dispatch, before the workers start".into(),
@@ -598,7 +643,7 @@ impl DrainPart {
         }
         let mut fetch_us: Vec<f64> = seen.iter().filter_map(|o| o.2).collect();
         // The PK and id cases re-fetch; the by-value one has nothing to fetch.
-        if self.payload != "orm_dict" {
+        if !is_by_value(&self.payload) {
             if fetch_us.len() != seen.len() {
                 errors.push(format!(
                     "{} of {} re-fetching tasks did not time their fetch",
@@ -713,50 +758,17 @@ fn run_micro(h: &Harness, req: &RunRequest) -> Result<RunOutput> {
         "what".into(),
         "encode/decode per call of the task arguments [run_id, seq, intended_ns, payload] in the system's message format, in a process of its own".into(),
     );
-    let system = case.variant.system;
     let configuration = Configuration {
-        system: system.name().into(),
-        driver: case.driver.name().into(),
-        workers: case.variant.concurrency,
-        worker_processes: 1,
-        task_count: case.task_count,
-        scenario: case.scenario.into(),
-        mode: case.mode.name().into(),
-        variant: case.variant_label(),
-        pool: case.variant.pool.clone(),
-        profile: req.profile_name.into(),
-        repetition: req.repetition,
-        warmup: req.warmup,
-        order_seed: req.order_seed,
-        position_in_repetition: req.position,
         producer_batch: case.producer_batch,
-        celery_prefetch_multiplier: None,
-        celery_acks: None,
-        delivery: Some(system.delivery(&case.variant).name().into()),
         worker_log_level: None,
         settings,
-        http_client: None,
         broker_source: "none (micro-benchmark)".into(),
         caveats: vec![
             "micro-benchmark: no broker, no worker; per-call times of the serializer only".into(),
         ],
-        http_latency_ms: None,
-        pbkdf2_iterations: None,
-        mix: None,
-        mix_fingerprint: None,
+        ..req.configuration()
     };
-    let result = RunResult {
-        benchmark_id: req.run_id.clone(),
-        timestamp: crate::measure::clock::rfc3339_now(),
-        configuration,
-        metrics,
-        errors: Vec::new(),
-        environment: Environment {
-            ..h.environment.clone()
-        },
-        timeseries: Vec::new(),
-        queue_depth: Vec::new(),
-    };
+    let result = req.result(h, configuration, metrics, Vec::new());
     Ok(RunOutput {
         result,
         histograms: crate::measure::metrics::Histograms::from_tally(&Default::default()),
@@ -848,55 +860,61 @@ fn section(place: &report::Place) -> String {
                 && serializer.is_none_or(|s| label_option(&k.variant, "serializer") == Some(s))
         })
     };
-    if let (Some(pk), Some(by_value)) = (
-        find("asynctasq", "orm", None),
-        find("celery", "orm_dict", Some("json")),
-    ) {
-        let (a, b) = (
-            median(place.stats, pk, "payload_bytes"),
-            median(place.stats, by_value, "payload_bytes"),
+    let fetch = |k: Option<&crate::analysis::summary::GroupKey>| match k.map(|k| {
+        (
+            median(place.stats, k, "orm_refetch_p50_ms"),
+            median(place.stats, k, "orm_refetch_p99_ms"),
+        )
+    }) {
+        Some((Some(a), Some(b))) => format!("{} / {}", report::num(a, 2), report::num(b, 2)),
+        _ => "–".into(),
+    };
+    let mut rows = String::new();
+    for (orm, pk_payload, id_payload, dict_payload) in ORMS {
+        let (Some(pk), Some(by_value)) = (
+            find("asynctasq", pk_payload, None),
+            find("celery", dict_payload, Some("json")),
+        ) else {
+            continue;
+        };
+        let m = |k, metric| median(place.stats, k, metric);
+        let (Some(a), Some(b), Some(ma), Some(mb)) = (
+            m(pk, "payload_bytes"),
+            m(by_value, "payload_bytes"),
+            m(pk, "bytes_per_task"),
+            m(by_value, "bytes_per_task"),
+        ) else {
+            continue;
+        };
+        let id = find("celery", id_payload, Some("json"));
+        let paths = m(pk, "file_path_bytes").unwrap_or(f64::NAN);
+        let classes = m(pk, "class_path_bytes").unwrap_or(f64::NAN);
+        let id_bytes = id
+            .and_then(|k| m(k, "bytes_per_task"))
+            .map_or("–".into(), |v| format!("{v:.0}"));
+        let _ = writeln!(
+            rows,
+            "| {orm} | {a:.0} | {b:.0} | {:.1}% | {ma:.0} / {mb:.0} ({:.1}%) | {classes:.0} / {paths:.0} | {:.0} | {} | {id_bytes} | {} |",
+            (1.0 - a / b) * 100.0,
+            (1.0 - ma / mb) * 100.0,
+            mb - ma,
+            fetch(Some(*pk)),
+            fetch(id.map(|k| **k)),
         );
-        let (ma, mb) = (
-            median(place.stats, pk, "bytes_per_task"),
-            median(place.stats, by_value, "bytes_per_task"),
+    }
+    if !rows.is_empty() {
+        let _ = writeln!(
+            md,
+            "
+**ORM payload against the plan's claim (\"90%+ smaller, 52 vs 2,814 bytes\")**, per ORM: AsyncTasQ's PK reference (its hook for that ORM) against the model with its {ORM_RELATED_ROWS} related rows by value in Celery json, the payload argument alone and the whole message. Class/file paths: bytes of AsyncTasQ's ORM message spent on dotted class and module paths and on file paths (the task's function file, its task class file in site-packages and the model's file), which grow with the install location's path length. Net cost: the bytes the PK saves per message against one re-fetch on the worker (median / p99, ms), AsyncTasQ's hook against Celery's manual id (its message size alongside). By value, the worker saw the row as it was at dispatch (see \"saw new value\" above).\n"
         );
-        if let (Some(a), Some(b), Some(ma), Some(mb)) = (a, b, ma, mb) {
-            let _ = writeln!(
-                md,
-                "\n**ORM payload against the plan's claim (\"90%+ smaller, 52 vs 2,814 bytes\")**: AsyncTasQ's PK reference is {a:.0} bytes against the model with its {ORM_RELATED_ROWS} related rows by value in Celery json, {b:.0} bytes: {:.1}% smaller. Whole messages: {ma:.0} against {mb:.0} bytes ({:.1}% smaller).",
-                (1.0 - a / b) * 100.0,
-                (1.0 - ma / mb) * 100.0
-            );
-            let paths = median(place.stats, pk, "file_path_bytes").unwrap_or(f64::NAN);
-            let classes = median(place.stats, pk, "class_path_bytes").unwrap_or(f64::NAN);
-            let _ = writeln!(
-                md,
-                "Of AsyncTasQ's {ma:.0}-byte ORM message, {classes:.0} bytes are dotted class and module paths and {paths:.0} bytes file paths (the task's function file, its task class file in site-packages and the model's file), which grow with the install location's path length."
-            );
-        }
-        if let Some(id) = find("celery", "orm_id", Some("json")) {
-            let (pk_fetch, id_fetch) = (
-                median(place.stats, pk, "orm_refetch_p50_ms"),
-                median(place.stats, id, "orm_refetch_p50_ms"),
-            );
-            let (pk_bytes, id_bytes) = (
-                median(place.stats, pk, "bytes_per_task"),
-                median(place.stats, id, "bytes_per_task"),
-            );
-            if let (Some(f), Some(g), Some(mb), Some(p), Some(i)) = (
-                pk_fetch,
-                id_fetch,
-                median(place.stats, by_value, "bytes_per_task"),
-                pk_bytes,
-                id_bytes,
-            ) {
-                let _ = writeln!(
-                    md,
-                    "Net cost: sending the PK saves {:.0} bytes per message against the model by value, and costs one re-fetch on the worker, median {f:.2} ms (AsyncTasQ's hook) and {g:.2} ms (Celery's manual `user_id`, {i:.0}-byte messages against AsyncTasQ's {p:.0}). By value, the worker saw the row as it was at dispatch (see \"saw new value\").",
-                    mb - p
-                );
-            }
-        }
+        let _ = writeln!(md, "| ORM | AsyncTasQ PK payload bytes | Celery json by-value payload bytes | payload smaller by | whole messages (smaller by) | class / file path bytes | bytes saved per message | AsyncTasQ re-fetch p50 / p99 ms | Celery id message bytes | Celery id re-fetch p50 / p99 ms |\n|---|---|---|---|---|---|---|---|---|---|");
+        md.push_str(&rows);
+        let _ = writeln!(
+            md,
+            "\nThe Django and Tortoise payloads run with Celery {} only: their id is the same int as SQLAlchemy's and their dict holds the same columns and values, so the other serializers' bytes are the SQLAlchemy rows' above.",
+            OTHER_ORM_SERIALIZERS.join(", ")
+        );
     }
     if !micros.is_empty() {
         let _ = writeln!(
@@ -991,9 +1009,15 @@ mod tests {
         let profile = Profile::load(&crate::project_root(), "ci").unwrap();
         let cases = Serialization.cases(&profile, Driver::Redis, 2);
         let labels: Vec<String> = cases.iter().map(Case::label).collect();
-        assert_eq!(cases.len(), 5 + 3 * 6 - 1 + 4, "{labels:?}");
+        // AsyncTasQ: 4 payloads and 3 ORMs; Celery: 6 payloads per serializer but one, and
+        // the Django and Tortoise id and dict in json; 4 micro-benchmarks.
+        assert_eq!(cases.len(), 7 + (3 * 6 - 1) + 4 + 4, "{labels:?}");
         for label in [
             "asynctasq-redis-serialization-asyncio-c10-payload_orm-drain",
+            "asynctasq-redis-serialization-asyncio-c10-payload_django-drain",
+            "asynctasq-redis-serialization-asyncio-c10-payload_tortoise-drain",
+            "celery-redis-serialization-threads-c10-acks_late-payload_django_id-serializer_json-drain",
+            "celery-redis-serialization-threads-c10-acks_late-payload_tortoise_dict-serializer_json-drain",
             "celery-redis-serialization-threads-c10-acks_late-payload_orm_dict-serializer_json-drain",
             "celery-redis-serialization-threads-c1-acks_late-micro_on-serializer_msgpack-drain",
         ] {
@@ -1007,6 +1031,28 @@ mod tests {
             .find(|c| c.variant.option("payload") == Some("binary"))
             .unwrap();
         assert_eq!(binary.task_count, profile.serialization.binary_task_count);
+    }
+
+    #[test]
+    fn each_orm_payload_names_its_orm_and_task() {
+        assert_eq!(orm_of("orm_dict"), Some("sqlalchemy"));
+        assert_eq!(orm_of("django"), Some("django"));
+        assert_eq!(orm_of("tortoise_id"), Some("tortoise"));
+        assert_eq!(orm_of("small"), None);
+        assert!(is_by_value("django_dict") && !is_by_value("django_id"));
+        assert_eq!(
+            task_of(System::ASYNCTASQ, "tortoise"),
+            "serialization:carry_orm"
+        );
+        assert_eq!(
+            task_of(System::CELERY, "django_dict"),
+            "serialization:carry_orm_dict"
+        );
+        assert_eq!(
+            task_of(System::CELERY, "tortoise_id"),
+            "serialization:carry_orm_id"
+        );
+        assert_eq!(task_of(System::CELERY, "binary"), "serialization:carry");
     }
 
     #[test]

@@ -221,6 +221,29 @@ fn like_for_like((ka, a): (&GroupKey, &[&RunResult]), (kb, b): (&GroupKey, &[&Ru
         && same_sizes(&ka.variant, &kb.variant)
         && sizes(a) == sizes(b)
         && same_delivery
+        && same_load(ka, kb)
+}
+
+/// The options of a variant label (`payload_orm_dict` in `threads-c10-payload_orm_dict`), by
+/// name: the tokens holding `_` (pools and sizes hold none).
+pub fn options(variant: &str) -> BTreeMap<&str, &str> {
+    variant
+        .split('-')
+        .filter_map(|token| token.split_once('_'))
+        .collect()
+}
+
+/// Whether two groups put the same load on their systems, as their workload judges it (a
+/// payload: small against complex is no comparison; events on against off only within one
+/// system, where the pair is their cost).
+fn same_load(ka: &GroupKey, kb: &GroupKey) -> bool {
+    crate::workloads::get(&ka.scenario).map_or(true, |workload| {
+        workload.comparable(
+            &options(&ka.variant),
+            &options(&kb.variant),
+            ka.system == kb.system,
+        )
+    })
 }
 
 pub fn metric(name: &str) -> Option<&'static MetricDef> {
@@ -588,6 +611,60 @@ mod tests {
                 run(&id, system, variant, mode, workers, base + 7.0 * i as f64)
             })
             .collect()
+    }
+
+    #[test]
+    fn groups_are_paired_only_at_the_same_load() {
+        let key = |scenario: &str, system: &str, variant: &str| GroupKey {
+            scenario: scenario.into(),
+            driver: "redis".into(),
+            system: system.into(),
+            variant: variant.into(),
+            mode: "drain".into(),
+        };
+        let ser = |system, variant| key("serialization", system, variant);
+        // One payload through two serializers, or two systems: a comparison.
+        assert!(same_load(
+            &ser("celery", "threads-c10-payload_small-serializer_json"),
+            &ser("celery", "threads-c10-payload_small-serializer_pickle")
+        ));
+        assert!(same_load(
+            &ser("asynctasq", "asyncio-c10-payload_orm_dict"),
+            &ser("celery", "threads-c10-payload_orm_dict-serializer_json")
+        ));
+        // Two payloads are not, even with every size equal (an option value holds `_`).
+        assert!(!same_load(
+            &ser("asynctasq", "asyncio-c10-payload_small"),
+            &ser("asynctasq", "asyncio-c10-payload_complex")
+        ));
+        // One ORM model is one load however it travels (by AsyncTasQ's hook, by id, by value).
+        assert!(same_load(
+            &ser("asynctasq", "asyncio-c10-payload_orm"),
+            &ser("celery", "threads-c10-payload_orm_dict-serializer_json")
+        ));
+        assert!(!same_load(
+            &ser("asynctasq", "asyncio-c10-payload_orm"),
+            &ser("celery", "threads-c10-payload_django_dict-serializer_json")
+        ));
+        assert!(!same_load(
+            &ser("asynctasq", "asyncio-c1-micro_on-serializer_msgspec"),
+            &ser("asynctasq", "asyncio-c10-payload_small")
+        ));
+        // Events: on against off within one system (their cost), never across systems.
+        let ev = |system, variant| key("events", system, variant);
+        assert!(same_load(
+            &ev("celery", "threads-c10"),
+            &ev("celery", "threads-c10-events_on")
+        ));
+        assert!(!same_load(
+            &ev("asynctasq", "asyncio-c10"),
+            &ev("celery", "threads-c10-events_on")
+        ));
+        // Workloads that name no option pair as before.
+        assert!(same_load(
+            &key("io", "asynctasq", "asyncio-c10-http_aiohttp"),
+            &key("io", "celery", "threads-c10-http_requests")
+        ));
     }
 
     #[test]

@@ -120,6 +120,17 @@ static MEASURES: [Measure; 11] = [
 ];
 
 impl Workload for Events {
+    /// Across systems, events on with on and off with off; within one system the on/off pair
+    /// is the overhead of emitting them.
+    fn comparable(
+        &self,
+        a: &BTreeMap<&str, &str>,
+        b: &BTreeMap<&str, &str>,
+        same_system: bool,
+    ) -> bool {
+        same_system || a.get("events") == b.get("events")
+    }
+
     fn name(&self) -> &'static str {
         "events"
     }

@@ -22,6 +22,7 @@ pub mod serialization;
 pub mod stress;
 pub mod throughput;
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use anyhow::{bail, Result};
@@ -59,6 +60,20 @@ pub trait Workload: Sync {
     /// its [`Workload::measures`].
     fn primary_metric(&self) -> Option<&'static str> {
         None
+    }
+    /// Whether two of its groups put the same load on their systems, so the summary may
+    /// compare them: `a` and `b` are their variant options by name (see
+    /// `analysis::summary::options`), `same_system` whether both are one system's variants.
+    /// For options that describe the load rather than the system: the summary never pairs a
+    /// small payload with a complex one. Default: any two (pools, clients and serializers are
+    /// what comparisons are about).
+    fn comparable(
+        &self,
+        _a: &BTreeMap<&str, &str>,
+        _b: &BTreeMap<&str, &str>,
+        _same_system: bool,
+    ) -> bool {
+        true
     }
     /// Its own figures (in `metrics.measures`), which the summary describes and compares
     /// and criteria may name, like the built-in metrics.

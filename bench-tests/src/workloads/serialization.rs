@@ -16,6 +16,7 @@
 //!   TypeHook registration time and msgpack against kombu's JSON.
 
 use std::cell::RefCell;
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -297,6 +298,23 @@ thread_local! {
 }
 
 impl Workload for Serialization {
+    /// A payload (and the micro-benchmark against the drains) is the load, not the system:
+    /// small is never compared with complex. One ORM's model is one load however it travels
+    /// (AsyncTasQ's `orm` by its hook, Celery's `orm_id` and `orm_dict`), so those pair: the
+    /// reduction criteria compare them. Serializers are what comparisons are about.
+    fn comparable(
+        &self,
+        a: &BTreeMap<&str, &str>,
+        b: &BTreeMap<&str, &str>,
+        _same_system: bool,
+    ) -> bool {
+        let family = |o: &BTreeMap<&str, &str>| {
+            o.get("payload")
+                .map(|p| p.split('_').next().unwrap_or(p).to_string())
+        };
+        family(a) == family(b) && a.get("micro") == b.get("micro")
+    }
+
     fn name(&self) -> &'static str {
         "serialization"
     }

@@ -39,7 +39,7 @@ fn plan_error(profile: &str, scenario: &str, system: &str, driver: &str) -> Stri
     "warp",
     "celery",
     "redis",
-    "unknown scenario 'warp'; valid scenarios: throughput, drivers, io, cpu, mixed, stress, coldstart"
+    "unknown scenario 'warp'; valid scenarios: throughput, drivers, io, cpu, mixed, stress, coldstart, serialization, pipeline, events, fastapi, api-overhead"
 )]
 #[case::system(
     "ci",

@@ -3,5 +3,6 @@
 
 pub mod compare;
 pub mod criteria;
+pub mod drift;
 pub mod stats;
 pub mod summary;

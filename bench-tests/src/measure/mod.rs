@@ -5,6 +5,7 @@ pub mod ceiling;
 pub mod clock;
 pub mod collector;
 pub mod depth;
+pub mod fault_proxy;
 pub mod loadgen;
 pub mod metrics;
 pub mod procs;

@@ -110,9 +110,7 @@ pub fn rates_at(max: f64, fractions: &[f64]) -> Vec<f64> {
 
 /// A paced copy of `template` at `rate` for the profile's paced duration.
 pub fn paced_case(template: &Case, rate: f64, profile: &Profile) -> Case {
-    let mut case = template.clone();
-    case.mode = Mode::Paced;
-    case.rate = Some(rate);
+    let mut case = template.clone().paced_at(rate);
     case.task_count = (rate * profile.throughput.paced_seconds).round().max(1.0) as u64;
     case
 }

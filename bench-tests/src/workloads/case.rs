@@ -94,6 +94,13 @@ impl Case {
         }
     }
 
+    /// This case paced (open loop) at `rate` tasks per second.
+    pub fn paced_at(mut self, rate: f64) -> Case {
+        self.mode = Mode::Paced;
+        self.rate = Some(rate);
+        self
+    }
+
     /// The variant, plus Celery's prefetch multiplier when it is not Celery's default (4),
     /// the rate of a paced run and the step size of a stress run (e.g. `threads-c10-pf1`,
     /// `asyncio-c10-at500`, `asyncio-c20-n10000`).

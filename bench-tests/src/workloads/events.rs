@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
-use super::{Case, Finished, Measure, Mode, RunPart, Workload};
+use super::{Case, Finished, Measure, RunPart, Workload};
 use crate::analysis::stats::Better;
 use crate::harness::Harness;
 use crate::profile::Profile;
@@ -161,7 +161,7 @@ impl Workload for Events {
         }
         for &rate in &sizes.rates {
             for base in variants(sizes.concurrency) {
-                let mut case = Case::new(
+                let case = Case::new(
                     self.name(),
                     driver,
                     base.with("events", "on"),
@@ -169,9 +169,7 @@ impl Workload for Events {
                     paced_count(rate, sizes.paced_seconds),
                     profile,
                 );
-                case.mode = Mode::Paced;
-                case.rate = Some(rate);
-                cases.push(case);
+                cases.push(case.paced_at(rate));
             }
         }
         cases
@@ -1307,6 +1305,7 @@ fn charts(place: &report::ChartPlace) -> Result<Vec<(String, String)>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::workloads::Mode;
 
     #[test]
     fn reads_pythons_isoformat() {

@@ -239,7 +239,7 @@ impl Workload for Fastapi {
         let mut cases = Vec::new();
         for &rate in &sizes.rates {
             for variant in variants() {
-                let mut case = Case::new(
+                let case = Case::new(
                     self.name(),
                     driver,
                     variant,
@@ -247,9 +247,7 @@ impl Workload for Fastapi {
                     dispatch_count(rate, sizes.seconds),
                     profile,
                 );
-                case.mode = Mode::Paced;
-                case.rate = Some(rate);
-                cases.push(case);
+                cases.push(case.paced_at(rate));
             }
         }
         cases

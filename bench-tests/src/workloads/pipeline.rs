@@ -34,7 +34,7 @@ use sha2::{Digest, Sha256};
 use sqlx::{Connection, PgConnection};
 
 use super::io::HttpService;
-use super::{Case, Finished, Measure, Mode, RunPart, Workload};
+use super::{Case, Finished, Measure, RunPart, Workload};
 use crate::analysis::stats::Better;
 use crate::harness::Harness;
 use crate::measure::collector::TaskRecord;
@@ -575,9 +575,8 @@ impl Workload for Pipeline {
         let mut cases = Vec::new();
         for &rate in &sizes.rates {
             for variant in variants(sizes.concurrency) {
-                let mut case = Case::new(self.name(), driver, variant, TASK, records, profile);
-                case.mode = Mode::Paced;
-                case.rate = Some(rate);
+                let mut case =
+                    Case::new(self.name(), driver, variant, TASK, records, profile).paced_at(rate);
                 case.http_latency_ms = Some(sizes.email_latency_ms);
                 cases.push(case);
             }
